@@ -1,0 +1,1 @@
+"""Certificates: CA and issuing, PEM parsing, chain order, SAN and key checks."""

@@ -1,0 +1,1 @@
+"""The management server: listeners, certificates, v3 API, events, shell, audit log."""

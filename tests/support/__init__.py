@@ -1,0 +1,1 @@
+"""Shared test helpers: free ports, waiting on conditions, processes the test owns."""
