@@ -34,8 +34,24 @@ def test_parse_duration_accepts(text: str | int | float, seconds: float) -> None
 
 @pytest.mark.parametrize(
     "value",
-    [True, False, -1, -0.5, "", "abc", "15 minutes", "1x", "m", "-5s", "1h-30m", "s30",
-     float("nan"), float("inf"), None, [1]],
+    [
+        True,
+        False,
+        -1,
+        -0.5,
+        "",
+        "abc",
+        "15 minutes",
+        "1x",
+        "m",
+        "-5s",
+        "1h-30m",
+        "s30",
+        float("nan"),
+        float("inf"),
+        None,
+        [1],
+    ],
 )
 def test_parse_duration_rejects_with_accepted_forms(value: object) -> None:
     """Garbage, booleans and negatives raise ValueError that lists the accepted forms."""

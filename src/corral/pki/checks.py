@@ -45,7 +45,36 @@ def check_chain_order(chain: list[x509.Certificate], source: str = "") -> None:
         raise PkiError(f"{prefix}no certificates found: give the server certificate and chain")
     problem = _first_order_problem(chain)
     if problem:
+        order = proper_order(chain)
+        if order is not None:
+            positions = ", ".join(str(index + 1) for index in order)
+            problem += f" (here: certificates in the order {positions})"
         raise PkiError(f"{prefix}{problem}")
+
+
+def proper_order(chain: list[x509.Certificate]) -> list[int] | None:
+    """Indexes of ``chain`` in server-first order when all of it forms one path, else None."""
+    issued_something = {
+        index
+        for index, cert in enumerate(chain)
+        for other, child in enumerate(chain)
+        if other != index and issued_by(child, cert)
+    }
+    leaves = [index for index in range(len(chain)) if index not in issued_something]
+    if len(leaves) != 1:
+        return None
+    order = leaves
+    while len(order) < len(chain):
+        current = chain[order[-1]]
+        issuers = [
+            index
+            for index, cert in enumerate(chain)
+            if index not in order and issued_by(current, cert)
+        ]
+        if len(issuers) != 1:
+            return None
+        order.append(issuers[0])
+    return order
 
 
 def _first_order_problem(chain: list[x509.Certificate]) -> str:

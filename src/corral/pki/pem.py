@@ -148,14 +148,14 @@ def decode_base64_pem(text: str, field: str) -> bytes:
     value = text.strip()
     if not value:
         raise PkiError(f"{field} is empty: put the base64 of the PEM file (`base64 -w0 FILE`)")
+    if value.startswith("-----BEGIN"):
+        raise PkiError(
+            f"{field} holds plain PEM, but base64 is expected: encode with `base64 -w0 FILE`"
+        )
     if re.search(r"\s", value):
         raise PkiError(
             f"the base64 in {field} contains line breaks or spaces; "
             "encode with `base64 -w0 FILE` to get a single line"
-        )
-    if value.startswith("-----BEGIN"):
-        raise PkiError(
-            f"{field} holds plain PEM, but base64 is expected: encode with `base64 -w0 FILE`"
         )
     try:
         decoded = base64.b64decode(value, validate=True)
