@@ -6,6 +6,7 @@ location such as ``("servers", 0, "tls", "cert")`` maps back to the line the use
 
 from __future__ import annotations
 
+import copy
 import difflib
 import re
 import types
@@ -100,14 +101,14 @@ def _compose_and_construct(text: str, source: str) -> tuple[yaml.Node, dict[Any,
     loader = yaml.SafeLoader(text)
     try:
         root = loader.get_single_node()
-        data = loader.construct_document(root) if root is not None else None
+        # construction flattens `<<` merges in place: build from a copy, keep the tree as written
+        data = loader.construct_document(copy.deepcopy(root)) if root is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        what = " ".join(part for part in (exc.context, exc.problem) if part)
         raise _one(
             source,
-            f"YAML syntax error: {what}",
-            "fix the YAML syntax at this line (indentation, quotes, a missing ':')",
+            f"YAML syntax error: {_yaml_message(exc)}",
+            _yaml_fix(exc),
             line=mark.line + 1 if mark is not None else None,
         ) from None
     except yaml.YAMLError as exc:
@@ -124,6 +125,27 @@ def _compose_and_construct(text: str, source: str) -> tuple[yaml.Node, dict[Any,
             line=root.start_mark.line + 1,
         )
     return root, data
+
+
+def _yaml_message(exc: yaml.MarkedYAMLError) -> str:
+    message = exc.problem or "invalid YAML"
+    if "another document" in message:
+        return "the file holds more than one YAML document"
+    if exc.context:
+        at = f" at line {exc.context_mark.line + 1}" if exc.context_mark is not None else ""
+        message += f" ({exc.context}{at})"
+    return message
+
+
+def _yaml_fix(exc: yaml.MarkedYAMLError) -> str:
+    problem = exc.problem or ""
+    if "'\\t'" in problem:
+        return "indent with spaces, not tabs"
+    if "another document" in problem:
+        return "keep a single document: remove this `---` and what follows, or merge them"
+    if "constructor for the tag" in problem:
+        return "remove the `!!` tag: only plain YAML values are accepted"
+    return "fix the YAML syntax here (indentation, quotes, brackets, a missing ':')"
 
 
 # ---------------------------------------------------------------- node tree: lines and duplicates
@@ -371,15 +393,19 @@ def _problem(err: ErrorDetails, resolved: _Resolved, root: yaml.Node, source: st
     message = _plain(err["msg"])
     if secret:
         message = f"{_hide(message, err.get('input'))} {HIDDEN}"
-    elif _worth_showing(err, message):
-        message = f"{message} (got {_shown(err.get('input'))})"
+    else:
+        message += _got(err, message)
     return Problem(source, line, format_loc(loc), message, _value_fix(resolved, kind))
 
 
-def _worth_showing(err: ErrorDetails, message: str) -> bool:
-    """Show the input unless it is a whole mapping/list or the message already quotes it."""
+def _got(err: ErrorDetails, message: str) -> str:
+    """`` (got …)`` naming the input; only the kind for containers (they may hold secrets)."""
     value = err.get("input")
-    return not isinstance(value, dict | list) and repr(value) not in message
+    if isinstance(value, dict):
+        return " (got a mapping)"
+    if isinstance(value, list):
+        return " (got a list)"
+    return "" if repr(value) in message else f" (got {_shown(value)})"
 
 
 def _merged_problem(
@@ -390,8 +416,8 @@ def _merged_problem(
     message = "; or ".join(messages)
     if _is_secret(resolved.loc):
         message = f"{_hide(message, err.get('input'))} {HIDDEN}"
-    elif _worth_showing(err, message):
-        message = f"{message} (got {_shown(err.get('input'))})"
+    else:
+        message += _got(err, message)
     line = line_of(root, resolved.loc)
     return Problem(source, line, format_loc(resolved.loc), message, _value_fix(resolved, ""))
 
