@@ -195,7 +195,14 @@ BAD_DOCUMENTS: list[tuple[str, str, list[tuple[int | None, str, str, str]]]] = [
     (
         "wrong type with a description",
         "servers: []\nworkers: many\n",
-        [(2, "workers", "(got 'many')", "set it to a whole number of worker processes")],
+        [
+            (
+                2,
+                "workers",
+                "(got 'many')",
+                "give `workers` a valid value: a whole number of worker processes",
+            )
+        ],
     ),
     (
         "bad literal in a nested list",
@@ -291,6 +298,20 @@ def test_secret_value_hidden_even_when_validator_quotes_it() -> None:
     assert "hunter2-secret" not in text
     assert "(value hidden)" in text
     assert "is not a duration" in text
+
+
+def test_values_under_a_secret_parent_are_hidden() -> None:
+    """Entries of a mapping named like a secret (`secrets: {db: …}`) are hidden too."""
+
+    class Vault(_Strict):
+        secrets: dict[str, int]
+
+    with pytest.raises(ConfigError) as caught:
+        parse_model("secrets:\n  db: hunter2\n", Vault, source="v.yml")
+    (problem,) = caught.value.problems
+    assert (problem.line, problem.key) == (2, "secrets.db")
+    assert "hunter2" not in str(problem)
+    assert "(value hidden)" in problem.message
 
 
 def test_merge_keys_and_aliases() -> None:

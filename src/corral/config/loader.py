@@ -291,7 +291,7 @@ def _resolve(model: type[pydantic.BaseModel], loc: Loc) -> _Resolved:
         elif _is_model(annotation) and isinstance(part, str):
             parent, field = annotation, _model_field(annotation, part)
             annotation = field.annotation if field is not None else Any
-        elif origin in (list, set, frozenset, tuple, Sequence) or origin is typing.Sequence:
+        elif origin in (list, set, frozenset, tuple, Sequence):
             args = typing.get_args(annotation)
             annotation = args[0] if args else Any
             parent, field = None, None
@@ -356,8 +356,8 @@ def _choose_union_members(
 
 
 def _is_secret(loc: Loc) -> bool:
-    names = [part for part in loc if isinstance(part, str)]
-    return bool(names) and SECRET_KEY.search(names[-1]) is not None
+    """True when the key or any key above it is named like a secret (password, token, …)."""
+    return any(isinstance(part, str) and SECRET_KEY.search(part) for part in loc)
 
 
 def _plain(msg: str) -> str:
@@ -461,8 +461,8 @@ _UNIT_FIXES = {
 
 def _value_fix(resolved: _Resolved, kind: str) -> str:
     described = getattr(resolved.field, "description", None)
-    if described:
-        return f"set it to {described}"
+    if described and resolved.loc and isinstance(resolved.loc[-1], str):
+        return f"give `{resolved.loc[-1]}` a valid value: {described}"
     for item in getattr(resolved.field, "metadata", ()):
         func = getattr(item, "func", None)
         if func in _UNIT_FIXES:
