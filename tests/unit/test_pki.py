@@ -73,6 +73,25 @@ def test_garbage_file_is_not_a_certificate(tmp_path: Path) -> None:
         pki.load_certificates(path)
 
 
+def test_empty_files_are_named(tmp_path: Path) -> None:
+    """An empty certificate or key file is reported as empty."""
+    path = tmp_path / "empty.pem"
+    path.write_bytes(b"\n")
+    with pytest.raises(PkiError, match=r"empty\.pem is empty: put the PEM certificate"):
+        pki.load_certificates(path)
+    with pytest.raises(PkiError, match=r"empty\.pem is empty: put the unencrypted PEM private key"):
+        pki.load_private_key(path)
+
+
+def test_crlf_and_combined_files_parse(ca: trustme.CA) -> None:
+    """Windows line endings work, and a cert+key file yields the cert and the key."""
+    leaf = ca.issue_cert("a.example.com")
+    combined = leaf.cert_chain_pems[0].bytes() + leaf.private_key_pem.bytes()
+    crlf = combined.replace(b"\n", b"\r\n")
+    (cert,) = pki.parse_certificates(crlf, "both.pem")
+    pki.check_key_matches(cert, pki.parse_private_key(crlf, "both.pem"))
+
+
 def test_damaged_certificate_block_names_its_position() -> None:
     """A PEM block whose body is not a certificate is reported with its position."""
     bad = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"

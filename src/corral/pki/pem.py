@@ -52,6 +52,8 @@ def load_certificates(path: str | Path) -> list[x509.Certificate]:
 def parse_certificates(data: bytes | str, source: str) -> list[x509.Certificate]:
     """Parse every ``CERTIFICATE`` block in ``data``; ``source`` names it in errors."""
     raw = _as_bytes(data)
+    if not raw.strip():
+        raise PkiError(f"{source} is empty: put the PEM certificate (and its chain) in it")
     blocks = _CERT_BLOCK.findall(raw)
     if not blocks:
         labels = _labels(raw)
@@ -89,6 +91,8 @@ def load_private_key(path: str | Path) -> PrivateKey:
 def parse_private_key(data: bytes | str, source: str) -> PrivateKey:
     """Parse an unencrypted PEM private key; ``source`` names it in errors."""
     raw = _as_bytes(data)
+    if not raw.strip():
+        raise PkiError(f"{source} is empty: put the unencrypted PEM private key in it")
     labels = _labels(raw)
     name = source or "KEY"
     if "ENCRYPTED PRIVATE KEY" in labels or b"Proc-Type: 4,ENCRYPTED" in raw:
