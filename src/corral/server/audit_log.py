@@ -1,0 +1,270 @@
+"""The audit file writer: a bounded backlog drained by one writer thread.
+
+`AuditLog.write()` only appends to the backlog (a lock and a deque), so the event loop never waits
+on the disk. The writer thread renders records to JSON lines (redaction and timestamp formatting
+happen here, off the request path), writes each batch with one `os.write`, and rotates the file by
+size. A full backlog drops the record; an I/O error drops the batch; both are counted in
+`stats()`, and neither ever reaches the caller.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import os
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from corral.server.audit_redact import redact_body, redact_headers
+from corral.server.audit_rotate import prune, rotate
+from corral.server.audit_settings import AuditSettings
+
+#: Records waiting for the writer before new ones are dropped.
+MAX_BACKLOG_RECORDS = 100_000
+#: Body bytes waiting for the writer before new records are dropped.
+MAX_BACKLOG_BYTES = 64 * 1024 * 1024
+
+
+class Timestamp:
+    """A time.time() value rendered as RFC 3339 UTC with microseconds, by the writer thread."""
+
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def render(self) -> str:
+        return datetime.fromtimestamp(self.seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class RawHeaders:
+    """ASGI header pairs, redacted by the writer thread."""
+
+    __slots__ = ("pairs",)
+
+    def __init__(self, pairs: list[tuple[bytes, bytes]]) -> None:
+        self.pairs = pairs
+
+    def render(self) -> dict[str, list[str]]:
+        return redact_headers((n.decode("latin-1"), v.decode("latin-1")) for n, v in self.pairs)
+
+    def content_type(self) -> str:
+        for name, value in self.pairs:
+            if name.lower() == b"content-type":
+                return value.decode("latin-1")
+        return ""
+
+
+class RawBody:
+    """Body chunks as they passed through (the first `limit` bytes), redacted by the writer."""
+
+    __slots__ = ("chunks", "headers", "size", "truncated")
+
+    def __init__(self, headers: RawHeaders) -> None:
+        self.chunks: list[bytes] = []
+        self.headers = headers
+        self.size = 0
+        self.truncated = False
+
+    def add(self, chunk: bytes, limit: int) -> None:
+        room = limit - self.size
+        if room <= 0:
+            self.truncated = self.truncated or bool(chunk)
+            return
+        if len(chunk) > room:
+            chunk, self.truncated = chunk[:room], True
+        self.chunks.append(chunk)
+        self.size += len(chunk)
+
+    def render(self) -> Any:
+        return redact_body(b"".join(self.chunks), self.headers.content_type())
+
+
+def _render(value: object) -> Any:
+    if isinstance(value, Timestamp | RawHeaders | RawBody):
+        return value.render()
+    raise TypeError(f"audit record value of type {type(value).__name__} is not JSON")
+
+
+def render_line(record: dict[str, Any]) -> bytes:
+    """One record as a JSON line; deferred values (Timestamp, RawHeaders, RawBody) rendered."""
+    text = json.dumps(record, default=_render, ensure_ascii=False, separators=(",", ":"))
+    return text.encode("utf-8", "replace") + b"\n"
+
+
+def record_weight(record: dict[str, Any]) -> int:
+    """Approximate bytes a record holds while it waits (its bodies dominate)."""
+    weight = 512
+    for value in record.values():
+        if isinstance(value, RawBody):
+            weight += value.size
+    return weight
+
+
+class AuditLog:
+    """Owns the audit file: writes, rotates, prunes, counts. Thread-safe `write()`."""
+
+    def __init__(self, settings: AuditSettings, *, rotate_bytes: int | None = None) -> None:
+        """`rotate_bytes` overrides `settings.max_size_mb` (tests use small files)."""
+        self.settings = settings
+        self.path = Path(settings.path)
+        self.max_bytes = rotate_bytes or settings.max_size_mb * 1024 * 1024
+        self._lock = threading.Condition(threading.Lock())
+        self._backlog: collections.deque[tuple[dict[str, Any], int]] = collections.deque()
+        self._backlog_bytes = 0
+        self._closing = False
+        self._counts = {"written": 0, "dropped": 0, "errors": 0, "rotations": 0}
+        self._fd: int | None = None
+        self._size = 0
+        self._broken_line = False
+        self._last_rotation: datetime | None = None
+        self._pruned_at_start = False
+        self.last_error = ""
+        self._thread = threading.Thread(target=self._run, name="corral-audit-writer", daemon=True)
+        self._thread.start()
+
+    def write(self, record: dict[str, Any]) -> None:
+        """Queue one record (it must not be changed afterwards). Never raises, never waits on
+        the disk; a record that does not fit the backlog is dropped and counted."""
+        weight = record_weight(record)
+        with self._lock:
+            if (
+                self._closing
+                or len(self._backlog) >= MAX_BACKLOG_RECORDS
+                or self._backlog_bytes + weight > MAX_BACKLOG_BYTES
+            ):
+                self._counts["dropped"] += 1
+                return
+            self._backlog.append((record, weight))
+            self._backlog_bytes += weight
+            if len(self._backlog) == 1:
+                self._lock.notify()
+
+    def stats(self) -> dict[str, int]:
+        """Counters for /healthz?verbose: written, dropped, errors, rotations, pending."""
+        with self._lock:
+            return {**self._counts, "pending": len(self._backlog)}
+
+    def close(self) -> None:
+        """Write everything queued so far, stop the writer thread and close the file."""
+        with self._lock:
+            self._closing = True
+            self._lock.notify()
+        self._thread.join()
+
+    # -- writer thread -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while not self._backlog and not self._closing:
+                    self._lock.wait()
+                batch = list(self._backlog)
+                self._backlog.clear()
+                self._backlog_bytes = 0
+                done = self._closing
+            if batch:
+                try:
+                    self._write_batch([record for record, _ in batch])
+                except Exception as exc:  # keep the writer alive whatever happens
+                    self._failed(f"audit writer error: {exc!r}", len(batch))
+            if done and not batch:
+                break
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+
+    def _count(self, name: str, amount: int = 1) -> None:
+        with self._lock:
+            self._counts[name] += amount
+
+    def _write_batch(self, records: list[dict[str, Any]]) -> None:
+        lines: list[bytes] = []
+        for record in records:
+            try:
+                lines.append(render_line(record))
+            except Exception as exc:  # a caller's odd value must not stop the log
+                self._failed(f"cannot render an audit record: {exc}", 1)
+        start = 0
+        while start < len(lines):
+            end = self._fitting(lines, start)
+            try:
+                self._ensure_room(sum(len(line) for line in lines[start:end]))
+                self._write_all(b"".join(lines[start:end]))
+            except OSError as exc:
+                error = exc.strerror or str(exc)
+                self._failed(f"cannot write audit log {self.path}: {error}", len(lines) - start)
+                self._close_file()
+                return
+            self._count("written", end - start)
+            start = end
+
+    def _fitting(self, lines: list[bytes], start: int) -> int:
+        """End of the run of lines from `start` that fits one file (at least one line)."""
+        room = self.max_bytes
+        end = start
+        while end < len(lines) and (end == start or room >= len(lines[end])):
+            room -= len(lines[end])
+            end += 1
+        return end
+
+    def _failed(self, message: str, records: int) -> None:
+        self.last_error = message
+        with self._lock:
+            self._counts["errors"] += 1
+            self._counts["dropped"] += records
+
+    def _open(self) -> int:
+        if self._fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+            if not self._pruned_at_start:  # lumberjack also prunes when it first opens
+                self._pruned_at_start = True
+                prune(
+                    self.path,
+                    max_backups=self.settings.max_backups,
+                    max_age_days=self.settings.max_age_days,
+                )
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            self._size = os.fstat(self._fd).st_size
+        return self._fd
+
+    def _close_file(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+
+    def _ensure_room(self, incoming: int) -> None:
+        self._open()
+        if self._size == 0 or self._size + incoming <= self.max_bytes:
+            return
+        self._close_file()
+        backup = rotate(
+            self.path,
+            max_backups=self.settings.max_backups,
+            max_age_days=self.settings.max_age_days,
+            after=self._last_rotation,
+        )
+        self._last_rotation = backup.rotated_at
+        self._count("rotations")
+        self._broken_line = False
+        self._open()
+
+    def _write_all(self, data: bytes) -> None:
+        fd = self._open()
+        if self._broken_line:  # an earlier failure left half a line: end it first
+            data = b"\n" + data
+        view = memoryview(data)
+        while view:
+            try:
+                written = os.write(fd, view)
+            except OSError:
+                self._broken_line = len(view) < len(data)
+                raise
+            view = view[written:]
+            self._size += written
+        self._broken_line = False
