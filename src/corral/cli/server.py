@@ -1,10 +1,161 @@
-"""`corral server`: the management server."""
+"""`corral server`: run the management server; `backup` / `restore` its data directory."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import click
 
+from corral.server.audit_settings import (
+    DEFAULT_AUDIT_LOG_PATH,
+    DEFAULT_MAX_AGE_DAYS,
+    DEFAULT_MAX_BACKUPS,
+    DEFAULT_MAX_SIZE_MB,
+    AuditSettings,
+)
+from corral.server.certs import DEFAULT_TLS_DIR
 
-@click.group()
-def server() -> None:
-    """The management server (not built yet)."""
+DEFAULT_DATA_DIR = Path("/var/lib/corral")  # the same as corral.server.runtime.DEFAULT_DATA_DIR
+
+# (flag, environment variable) of the audit options, in AuditSettings.from_env's names
+AUDIT_FLAGS = {
+    "audit_level": "AUDIT_LEVEL",
+    "audit_log_path": "AUDIT_LOG_PATH",
+    "audit_log_maxage": "AUDIT_LOG_MAXAGE",
+    "audit_log_maxbackup": "AUDIT_LOG_MAXBACKUP",
+    "audit_log_maxsize": "AUDIT_LOG_MAXSIZE",
+}
+
+EPILOG = """\b
+Examples:
+  corral server                                   # ports 80/443, data in /var/lib/corral
+  corral server --http-listen-port 8080 --https-listen-port 8443 --data-dir ./data
+  corral server --no-cacerts                      # TLS by a recognised CA at the load balancer
+  AUDIT_LEVEL=1 corral server                     # API audit log (see --audit-*)
+  corral server backup --data-dir /var/lib/corral --out corral-backup.tar.gz
+  corral server restore --data-dir /var/lib/corral --from corral-backup.tar.gz
+
+\b
+TLS directory (--tls-dir): cert.pem + key.pem (+ cacerts.pem, or --no-cacerts) to serve your
+own certificate; cacerts.pem alone when TLS is terminated elsewhere with a private CA; nothing
+to let the server generate its CA (kept in <data-dir>/tls/). See docs/server.md.
+"""
+
+
+def _audit_settings(values: dict[str, str | None]) -> AuditSettings:
+    env = {AUDIT_FLAGS[key]: value for key, value in values.items() if value not in (None, "")}
+    try:
+        return AuditSettings.from_env(env)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--audit-* / AUDIT_*") from None
+
+
+@click.group(
+    invoke_without_command=True,
+    epilog=EPILOG,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.option("--http-listen-port", type=click.IntRange(0, 65535), default=80, show_default=True,
+              envvar="CORRAL_HTTP_LISTEN_PORT", show_envvar=True,
+              help="Plain-HTTP port (redirects to HTTPS unless X-Forwarded-Proto is https).")
+@click.option("--https-listen-port", type=click.IntRange(0, 65535), default=443,
+              show_default=True, envvar="CORRAL_HTTPS_LISTEN_PORT", show_envvar=True,
+              help="HTTPS port.")
+@click.option("--bind-address", default="0.0.0.0", show_default=True,
+              envvar="CORRAL_BIND_ADDRESS", show_envvar=True,
+              help="Address both listeners bind (:: for IPv4 and IPv6).")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=DEFAULT_DATA_DIR,
+              show_default=True, envvar="CORRAL_DATA_DIR", show_envvar=True,
+              help="Where the server keeps its store and generated certificates.")
+@click.option("--tls-dir", type=click.Path(path_type=Path), default=DEFAULT_TLS_DIR,
+              show_default=True, envvar="CORRAL_TLS_DIR", show_envvar=True,
+              help="Directory you put cert.pem, key.pem and cacerts.pem in.")
+@click.option("--no-cacerts", is_flag=True, default=False, envvar="CORRAL_NO_CACERTS",
+              show_envvar=True,
+              help="Publish no CA (the certificate is signed by a recognised CA).")
+@click.option("--server-url", default="", envvar="CORRAL_SERVER_URL", show_envvar=True,
+              help="The https URL clients use; overrides the stored server-url setting.")
+@click.option("--audit-level", envvar="AUDIT_LEVEL", show_envvar=True,
+              help="API audit log: 0 off, 1 metadata, 2 + request body, 3 + response body. "
+                   "[default: 0]")
+@click.option("--audit-log-path", envvar="AUDIT_LOG_PATH", show_envvar=True,
+              help=f"Audit log file (a path ending / is a directory). "
+                   f"[default: {DEFAULT_AUDIT_LOG_PATH}]")
+@click.option("--audit-log-maxage", envvar="AUDIT_LOG_MAXAGE", show_envvar=True,
+              help=f"Days to keep rotated audit files. [default: {DEFAULT_MAX_AGE_DAYS}]")
+@click.option("--audit-log-maxbackup", envvar="AUDIT_LOG_MAXBACKUP", show_envvar=True,
+              help=f"Rotated audit files to keep. [default: {DEFAULT_MAX_BACKUPS}]")
+@click.option("--audit-log-maxsize", envvar="AUDIT_LOG_MAXSIZE", show_envvar=True,
+              help=f"Megabytes before the audit file rotates. [default: {DEFAULT_MAX_SIZE_MB}]")
+@click.pass_context
+def server(
+    click_ctx: click.Context,
+    /,
+    http_listen_port: int,
+    https_listen_port: int,
+    bind_address: str,
+    data_dir: Path,
+    tls_dir: Path,
+    no_cacerts: bool,
+    server_url: str,
+    **audit: str | None,
+) -> None:
+    """The management server: HTTP and HTTPS listeners, v3 API, events, shell, audit log.
+
+    Without a subcommand, runs in the foreground until SIGTERM or Ctrl-C.
+    """
+    click_ctx.ensure_object(dict)
+    click_ctx.obj["data_dir"] = data_dir
+    if click_ctx.invoked_subcommand is not None:
+        return
+    from corral.server.listeners import ListenAddresses
+    from corral.server.runtime import ServerOptions, run
+
+    options = ServerOptions(
+        listen=ListenAddresses(bind_address, http_listen_port, https_listen_port),
+        data_dir=data_dir,
+        tls_dir=tls_dir,
+        no_cacerts=no_cacerts,
+        server_url=server_url,
+        audit=_audit_settings(audit),
+    )
+    sys.exit(run(options))
+
+
+@server.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="The server's data directory. [default: the server's --data-dir]")
+@click.option("--out", "out", type=click.Path(path_type=Path), required=True,
+              help="Archive to write (.tar.gz).")
+@click.pass_context
+def backup(click_ctx: click.Context, /, data_dir: Path | None, out: Path) -> None:
+    """Write a consistent snapshot of the data directory (the server may keep running)."""
+    from corral.server.backup import backup as take_backup  # type: ignore[import-untyped]
+
+    source = data_dir or click_ctx.obj["data_dir"]
+    try:
+        take_backup(source, out)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"corral server: backup of {source} written to {out}")
+
+
+@server.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="The data directory to restore into. [default: the server's --data-dir]")
+@click.option("--from", "archive", type=click.Path(path_type=Path), required=True,
+              help="Archive written by `corral server backup`.")
+@click.option("--force", is_flag=True, default=False,
+              help="Replace a data directory that already holds data.")
+@click.pass_context
+def restore(click_ctx: click.Context, /, data_dir: Path | None, archive: Path, force: bool) -> None:
+    """Put a backup back into the data directory (stop the server first)."""
+    from corral.server.backup import restore as put_back  # type: ignore[import-untyped]
+
+    target = data_dir or click_ctx.obj["data_dir"]
+    try:
+        put_back(archive, target, force=force)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"corral server: {archive} restored into {target}")

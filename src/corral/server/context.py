@@ -24,5 +24,7 @@ class ServerContext:
     server_url: str = ""
     # corral.server.audit.AuditLog when AUDIT_LEVEL > 0, else None.
     audit: Any = None
+    # corral.server.certs.ServingCertificates behind the HTTPS listener (None in unit tests).
+    certificates: Any = None
     # Free-form extras parts may hang here (e.g. the serving-certificate manager).
     extras: dict[str, Any] = field(default_factory=dict)
