@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Literal
 
 import pytest
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from corral.config.errors import ConfigError, Problem, format_loc
+from corral.config.errors import ConfigError, Problem, format_loc, validation_problems
 from corral.config.loader import load_model, parse_model
 from corral.config.units import Duration, Size
 
@@ -452,3 +452,13 @@ def test_problem_without_line_or_key() -> None:
     """A whole-file problem renders without line and key."""
     problem = Problem("lb.yml", None, "", "the file is empty", "write it")
     assert str(problem) == "lb.yml: the file is empty — fix: write it"
+
+
+def test_validation_problems_without_yaml() -> None:
+    """validation_problems works on any pydantic error (e.g. from flags): no line, same advice."""
+    with pytest.raises(ValidationError) as caught:
+        Balancer.model_validate({"servers": [], "workrs": 1})
+    (problem,) = validation_problems(caught.value, Balancer, source="--flags")
+    assert problem == Problem(
+        "--flags", None, "workrs", "unknown key `workrs`", "remove it, or did you mean `workers`?"
+    )
