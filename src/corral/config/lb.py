@@ -1,0 +1,191 @@
+"""The `corral lb` configuration: typed models with every default named once.
+
+`docs/lb.md` documents each key; `examples/lb.yml` is the seeds' NGINX configuration in this form.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from corral.config.units import Duration, Size
+
+# Defaults, with units in their names.
+DEFAULT_WORKER_CONNECTIONS = 1024
+DEFAULT_CLIENT_HEADER_TIMEOUT_S = 60.0
+DEFAULT_KEEPALIVE_TIMEOUT_S = 75.0
+DEFAULT_MAX_HEADER_SIZE_BYTES = 32 * 1024
+DEFAULT_READ_TIMEOUT_S = 900.0
+DEFAULT_SEND_TIMEOUT_S = 60.0
+DEFAULT_CONNECT_TIMEOUT_S = 5.0
+DEFAULT_UPSTREAM_KEEPALIVE = 128
+DEFAULT_FAIL_TIMEOUT_S = 10.0
+DEFAULT_CHECK_INTERVAL_S = 5.0
+DEFAULT_CHECK_TIMEOUT_S = 2.0
+
+_HOSTPORT = re.compile(
+    r"^(?:\[(?P<ip6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9_.-]+)):(?P<port>\d{1,5})$"
+)
+
+
+def split_host_port(text: str) -> tuple[str, int]:
+    """`host:port` or `[v6]:port` → (host, port); ValueError with the accepted forms."""
+    match = _HOSTPORT.match(text.strip())
+    if not match or not 0 < int(match["port"]) < 65536:
+        raise ValueError(f"{text!r} is not host:port (e.g. 10.0.0.5:80 or [::1]:80)")
+    return match["ip6"] or match["host"], int(match["port"])
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HealthCheck(_Strict):
+    """Active checks: GET `path` on each endpoint every `interval`."""
+
+    path: str = Field("/healthz", description="a path starting with /")
+    interval: Duration = Field(DEFAULT_CHECK_INTERVAL_S, gt=0)
+    timeout: Duration = Field(DEFAULT_CHECK_TIMEOUT_S, gt=0)
+    rise: int = Field(2, ge=1, description="consecutive successes that mark an endpoint up")
+    fall: int = Field(3, ge=1, description="consecutive failures that mark an endpoint down")
+    host: str | None = Field(None, description="Host header of the check request")
+
+    @field_validator("path")
+    @classmethod
+    def _path_absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must start with / (e.g. /healthz)")
+        return value
+
+
+class Upstream(_Strict):
+    """A named pool of endpoints."""
+
+    servers: list[str] = Field(min_length=1, description="a list of host:port endpoints")
+    balance: Literal["round_robin", "least_conn"] = "round_robin"
+    keepalive: int = Field(DEFAULT_UPSTREAM_KEEPALIVE, ge=0)
+    connect_timeout: Duration = Field(DEFAULT_CONNECT_TIMEOUT_S, gt=0)
+    max_fails: int = Field(1, ge=1)
+    fail_timeout: Duration = Field(DEFAULT_FAIL_TIMEOUT_S, gt=0)
+    health_check: HealthCheck | None = None
+
+    @field_validator("servers")
+    @classmethod
+    def _endpoints(cls, value: list[str]) -> list[str]:
+        for item in value:
+            split_host_port(item)
+        if len(set(value)) != len(value):
+            raise ValueError("lists the same endpoint twice")
+        return value
+
+
+class Certificate(_Strict):
+    """A PEM certificate chain (server certificate first) and its private key."""
+
+    cert: str = Field(description="path to a PEM file: server certificate, then intermediates")
+    key: str = Field(description="path to the PEM private key of that certificate")
+
+
+TlsVersion = Literal["TLSv1.2", "TLSv1.3"]
+Alpn = Literal["http/1.1"]
+DEFAULT_TLS_PROTOCOLS: tuple[TlsVersion, ...] = ("TLSv1.2", "TLSv1.3")
+DEFAULT_ALPN: tuple[Alpn, ...] = ("http/1.1",)
+
+
+class Tls(_Strict):
+    """TLS termination on a listener."""
+
+    certificates: list[Certificate] = Field(min_length=1)
+    protocols: list[TlsVersion] = Field(
+        default_factory=lambda: list(DEFAULT_TLS_PROTOCOLS), min_length=1
+    )
+    alpn: list[Alpn] = Field(default_factory=lambda: list(DEFAULT_ALPN), min_length=1)
+
+
+class Server(_Strict):
+    """A virtual server: a listener address plus what to do with its requests."""
+
+    listen: str | int = Field(description="a port, or address:port")
+    server_name: str | list[str] = Field(description="the FQDN (or a list of names)")
+    tls: Tls | None = None
+    proxy_pass: str | None = Field(None, description="the name of an upstream")
+    redirect: str | None = Field(None, description="a URL template with $server_name $request_uri")
+    redirect_status: Literal[301, 302, 307, 308] = 301
+    read_timeout: Duration = Field(DEFAULT_READ_TIMEOUT_S, gt=0)
+    send_timeout: Duration = Field(DEFAULT_SEND_TIMEOUT_S, gt=0)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str | int) -> str | int:
+        listen_address(value)
+        return value
+
+    @field_validator("redirect")
+    @classmethod
+    def _redirect_vars(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        for var in re.findall(r"\$[A-Za-z_]+", value):
+            if var not in ("$server_name", "$request_uri"):
+                raise ValueError(f"unknown variable {var}: only $server_name and $request_uri")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an absolute URL (https://$server_name$request_uri)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_action(self) -> Server:
+        if (self.proxy_pass is None) == (self.redirect is None):
+            raise ValueError("needs exactly one of proxy_pass (an upstream) or redirect (a URL)")
+        return self
+
+    @property
+    def names(self) -> list[str]:
+        """The server names, lower-case."""
+        names = [self.server_name] if isinstance(self.server_name, str) else self.server_name
+        return [n.lower() for n in names]
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """(bind address, port)."""
+        return listen_address(self.listen)
+
+
+def listen_address(value: str | int) -> tuple[str, int]:
+    """`443`, `"443"`, `"127.0.0.1:443"`, `"[::1]:443"` → (address, port)."""
+    if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
+        port = int(value)
+        if not 0 < port < 65536:
+            raise ValueError(f"port {port} is out of range 1-65535")
+        return "0.0.0.0", port
+    return split_host_port(value)
+
+
+class LbConfig(_Strict):
+    """The whole `corral lb` configuration file."""
+
+    worker_processes: int | Literal["auto"] = "auto"
+    worker_connections: int = Field(DEFAULT_WORKER_CONNECTIONS, ge=1)
+    worker_rlimit_nofile: int | None = Field(None, ge=64)
+    client_header_timeout: Duration = Field(DEFAULT_CLIENT_HEADER_TIMEOUT_S, gt=0)
+    keepalive_timeout: Duration = Field(DEFAULT_KEEPALIVE_TIMEOUT_S, gt=0)
+    max_header_size: Size = Field(DEFAULT_MAX_HEADER_SIZE_BYTES, ge=1024)
+    access_log: str = Field("stdout", description='"stdout", "off" or a file path')
+    upstreams: dict[str, Upstream] = Field(default_factory=dict)
+    servers: list[Server] = Field(min_length=1)
+
+    @field_validator("worker_processes")
+    @classmethod
+    def _workers(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("must be at least 1 (or auto)")
+        return value
+
+    @property
+    def worker_count(self) -> int:
+        """`worker_processes` resolved ("auto" = number of cores)."""
+        if self.worker_processes == "auto":
+            return os.cpu_count() or 1
+        return int(self.worker_processes)

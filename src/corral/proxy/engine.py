@@ -1,0 +1,135 @@
+"""One worker's proxy: listeners, upstream pools, the clock tick and its timeout sweep, logs.
+
+Everything here lives in one event loop; workers share nothing but the listening ports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+import time
+from typing import TYPE_CHECKING
+
+from corral.config.lb import LbConfig
+from corral.proxy.access_log import AccessLog
+from corral.proxy.health import HealthChecker
+from corral.proxy.http1 import ClientConnection
+from corral.proxy.listener import ListenerSpec, router, tls_context
+from corral.proxy.upstream import UpstreamPool
+
+if TYPE_CHECKING:
+    from corral.proxy.exchange import Exchange
+
+TLS_HANDSHAKE_TIMEOUT_S = 30.0
+MAX_TICK_S = 1.0
+MIN_TICK_S = 0.05
+
+
+class Engine:
+    """The proxy of one worker process."""
+
+    def __init__(self, config: LbConfig, loop: asyncio.AbstractEventLoop) -> None:
+        self.config = config
+        self.loop = loop
+        self.now = loop.time()
+        self.clients: set[ClientConnection] = set()
+        self.max_connections = config.worker_connections
+        self.max_header_size = config.max_header_size
+        self.client_header_timeout = config.client_header_timeout
+        self.keepalive_timeout = config.keepalive_timeout
+        self.pools = {
+            name: UpstreamPool(name, upstream, self.clock)
+            for name, upstream in config.upstreams.items()
+        }
+        self.access_log = AccessLog(config.access_log)
+        self.health = HealthChecker(list(self.pools.values()))
+        self.servers: list[asyncio.Server] = []
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._tick_s = self._tick_interval(config)
+
+    def clock(self) -> float:
+        """The engine's coarse clock (updated every tick)."""
+        return self.now
+
+    @staticmethod
+    def _tick_interval(config: LbConfig) -> float:
+        timeouts = [config.client_header_timeout, config.keepalive_timeout]
+        for server in config.servers:
+            timeouts += [server.read_timeout, server.send_timeout]
+        return max(MIN_TICK_S, min(MAX_TICK_S, min(timeouts) / 4))
+
+    async def start(self, listeners: list[tuple[ListenerSpec, socket.socket]]) -> None:
+        """Serve on the given bound sockets and start health checks and the tick."""
+        for spec, sock in listeners:
+            route = router(spec, self.pools)
+            context = tls_context(spec)
+
+            def factory(route: object = route) -> ClientConnection:
+                return ClientConnection(self, route)  # type: ignore[arg-type]
+
+            server = await self.loop.create_server(
+                factory,
+                sock=sock,
+                ssl=context,
+                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT_S if context else None,
+            )
+            self.servers.append(server)
+        self.health.start()
+        self._tick()
+
+    def _tick(self) -> None:
+        self.now = now = self.loop.time()
+        for client in list(self.clients):
+            try:
+                client.check_timers(now)
+            except Exception as exc:  # one broken connection must not stop the sweep
+                self.note_error(f"timer check failed: {exc!r}")
+                client.abort()
+        self.access_log.flush()
+        self._tick_handle = self.loop.call_later(self._tick_s, self._tick)
+
+    async def stop(self, grace_s: float = 10.0) -> None:
+        """Stop accepting, let requests in flight finish (up to `grace_s`), close the rest."""
+        for server in self.servers:
+            server.close()
+        for client in list(self.clients):
+            if client.exchange is None and client.tunnel is None:
+                client.transport.close()
+        deadline = self.loop.time() + grace_s
+        while self.loop.time() < deadline and any(c.exchange is not None for c in self.clients):
+            await asyncio.sleep(0.05)
+        for client in list(self.clients):
+            client.abort()
+        await self.health.stop()
+        for pool in self.pools.values():
+            for endpoint in pool.endpoints:
+                endpoint.close_idle()
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+        self.access_log.close()
+
+    # -- logging ---------------------------------------------------------------------------------
+    def log_exchange(self, exchange: Exchange) -> None:
+        """One access-log line for a finished (or abandoned) exchange."""
+        if self.access_log.enabled:
+            self.access_log.log(
+                exchange.client.client_ip,
+                exchange.method,
+                exchange.path,
+                exchange.http10,
+                exchange.status,
+                exchange.bytes_sent,
+                exchange.endpoint_address(),
+                exchange.started,
+            )
+
+    def log_rejected(self, client_ip: bytes, status: int) -> None:
+        """An access-log line for input rejected before it became a request."""
+        if self.access_log.enabled:
+            self.access_log.log(client_ip, b"-", b"-", False, status, 0, "-", time.monotonic())
+
+    def note_error(self, message: str) -> None:
+        """An error-log line on stderr."""
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+        print(f"{stamp} corral lb: {message}", file=sys.stderr, flush=True)

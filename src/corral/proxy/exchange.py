@@ -1,0 +1,373 @@
+"""One request and its response on their way through the proxy.
+
+The exchange chooses an endpoint, borrows or opens an upstream connection, streams the request
+body up and the response down (no buffering beyond one read), retries where that is safe, and
+maps upstream failures to 502/503/504. It holds no socket itself: `ClientConnection` and
+`UpstreamConnection` move the bytes and call in here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+from corral.proxy import forwarding
+from corral.proxy.errors import BAD_GATEWAY, GATEWAY_TIMEOUT, SERVICE_UNAVAILABLE, ProxyStatus
+from corral.proxy.upstream_conn import UpstreamConnection
+
+if TYPE_CHECKING:
+    from corral.proxy.http1 import ClientConnection
+    from corral.proxy.routing import ServerRoute
+    from corral.proxy.upstream import Endpoint, UpstreamPool
+
+# Bodies up to this size are kept so the request can be replayed on another endpoint.
+REPLAY_LIMIT_BYTES = 64 * 1024
+_LAST_CHUNK = b"0\r\n\r\n"
+
+
+class Exchange:
+    """A request being proxied, from its head to the end of its response."""
+
+    __slots__ = (
+        "bytes_sent",
+        "chunked",
+        "client",
+        "close_after",
+        "connect_task",
+        "counted",
+        "endpoint",
+        "framing",
+        "head",
+        "head_request",
+        "http10",
+        "idempotent",
+        "keep_alive",
+        "method",
+        "path",
+        "pending",
+        "pool",
+        "replay",
+        "replay_size",
+        "request_done",
+        "response_done",
+        "response_started",
+        "route",
+        "sent_upstream",
+        "started",
+        "status",
+        "tried",
+        "upgrade",
+        "upstream",
+        "upstream_last",
+    )
+
+    def __init__(
+        self,
+        client: ClientConnection,
+        route: ServerRoute,
+        method: bytes,
+        path: bytes,
+        head: bytes,
+        *,
+        chunked: bool,
+        upgrade: bytes | None,
+        http10: bool,
+    ) -> None:
+        self.client = client
+        self.route = route
+        self.pool: UpstreamPool | None = route.pool
+        self.method = method
+        self.path = path
+        self.head = head
+        self.chunked = chunked
+        self.upgrade = upgrade
+        self.head_request = method == b"HEAD"
+        self.http10 = http10
+        self.keep_alive = True  # the client's wish, final once the request is complete
+        self.idempotent = method in forwarding.IDEMPOTENT_METHODS
+        self.started = time.monotonic()
+        self.upstream: UpstreamConnection | None = None
+        self.endpoint: Endpoint | None = None
+        self.counted = False  # this exchange is in endpoint.active
+        self.connect_task: asyncio.Task[None] | None = None
+        self.tried: tuple[Endpoint, ...] = ()
+        self.pending: list[bytes] = []  # body bytes that arrived before an upstream was attached
+        self.replay: list[bytes] | None = []  # body bytes kept for a retry (None: too large)
+        self.replay_size = 0
+        self.sent_upstream = False  # some of the request reached an endpoint
+        self.request_done = False
+        self.response_started = False
+        self.response_done = False
+        self.framing = forwarding.FRAMING_NONE
+        self.close_after = False
+        self.status = 0
+        self.bytes_sent = 0
+        self.upstream_last = client.engine.now
+
+    # -- request direction ---------------------------------------------------------------------
+    def start(self) -> None:
+        """Send the request to the first endpoint the balancer chooses (or, on a redirect
+        server, answer with the redirect)."""
+        if self.pool is None:
+            route = self.route
+            close = not self.request_done or not self.keep_alive
+            response = forwarding.redirect_response(
+                route.redirect_status, route.redirect_location(self.path), close=close
+            )
+            self.status = route.redirect_status
+            self.response_started = self.response_done = True
+            self.bytes_sent = len(response)
+            self.client.send(response)
+            self._finish(close)
+            return
+        self._try_next()
+
+    def _try_next(self) -> None:
+        pool = self.pool
+        assert pool is not None
+        engine = self.client.engine
+        endpoint = pool.choose(engine.now, self.tried)
+        if endpoint is None:
+            if self.tried:
+                self.fail(BAD_GATEWAY, f"upstream {pool.name!r}: no endpoint could be reached")
+            else:
+                self.fail(SERVICE_UNAVAILABLE, f"upstream {pool.name!r} has no healthy endpoint")
+            return
+        self.tried += (endpoint,)
+        self.endpoint = endpoint
+        self.counted = True
+        endpoint.active += 1
+        if self.sent_upstream and self.replay is not None:  # a retry: send everything again
+            self.pending = list(self.replay)
+        conn = endpoint.take_idle()
+        if conn is not None:
+            assert isinstance(conn, UpstreamConnection)
+            self._attach(conn)
+        else:
+            self.connect_task = engine.loop.create_task(self._connect(endpoint))
+
+    async def _connect(self, endpoint: Endpoint) -> None:
+        engine = self.client.engine
+        pool = self.pool
+        assert pool is not None
+        try:
+            _, conn = await asyncio.wait_for(
+                engine.loop.create_connection(
+                    lambda: UpstreamConnection(engine, endpoint), endpoint.host, endpoint.port
+                ),
+                pool.config.connect_timeout,
+            )
+        except asyncio.CancelledError:
+            return
+        except (OSError, TimeoutError) as exc:
+            self.connect_task = None
+            endpoint.note_connect_failure(
+                pool.config.max_fails, pool.config.fail_timeout, pool.active_checks
+            )
+            engine.note_error(f"connect to {endpoint.address} ({pool.name}) failed: {exc!r}")
+            self._leave_endpoint()
+            if self.client.exchange is self and not self.response_started:
+                if self.replay is not None:  # nothing reached an endpoint: always safe to retry
+                    self._try_next()
+                else:
+                    self.fail(BAD_GATEWAY, f"upstream {pool.name!r}: connect failed")
+            return
+        self.connect_task = None
+        endpoint.note_success()
+        if self.client.exchange is not self or self.response_done:  # client went away meanwhile
+            conn.close()
+            return
+        self._attach(conn)
+
+    def _attach(self, conn: UpstreamConnection) -> None:
+        self.upstream = conn
+        conn.exchange = self
+        self.upstream_last = self.client.engine.now
+        self.sent_upstream = True
+        if self.pending:
+            data = b"".join([self.head, *self.pending])
+            self.pending = []
+        else:
+            data = self.head
+        if self.request_done and self.chunked:
+            data += _LAST_CHUNK
+        conn.transport.write(data)
+        self.client.resume_reading_for_exchange()
+
+    def send_body(self, chunk: bytes) -> None:
+        """A piece of the request body from the client (already de-chunked by the parser)."""
+        if self.chunked:
+            chunk = b"%x\r\n%s\r\n" % (len(chunk), chunk)
+        replay = self.replay
+        if replay is not None:
+            self.replay_size += len(chunk)
+            if self.replay_size <= REPLAY_LIMIT_BYTES:
+                replay.append(chunk)
+            else:
+                self.replay = None
+        upstream = self.upstream
+        if upstream is not None:
+            upstream.transport.write(chunk)
+            self.upstream_last = self.client.engine.now
+        else:
+            self.pending.append(chunk)
+            if sum(map(len, self.pending)) > REPLAY_LIMIT_BYTES:
+                self.client.pause_reading_for_exchange()
+
+    def request_complete(self) -> None:
+        """The client has sent the whole request."""
+        self.request_done = True
+        if self.chunked and self.upstream is not None:
+            self.upstream.transport.write(_LAST_CHUNK)
+
+    # -- response direction --------------------------------------------------------------------
+    def on_interim(self, status: int, reason: bytes) -> None:
+        """A 1xx response other than 101 (e.g. 100 Continue): relay it to HTTP/1.1 clients."""
+        if not self.http10:
+            self.client.send(b"HTTP/1.1 %d %s\r\n\r\n" % (status, reason))
+
+    def on_response_head(
+        self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        """The upstream's final response head."""
+        client = self.client
+        self.status = status
+        self.response_started = True
+        if self.endpoint is not None:
+            self.endpoint.note_success()
+        framing, close = forwarding.response_framing(
+            status, headers, head_request=self.head_request, client_http10=self.http10
+        )
+        if self.upgrade is not None or not self.request_done or not self.keep_alive:
+            close = True  # the client's parser is mid-body or switched protocols: start afresh
+        self.framing = framing
+        self.close_after = close
+        head = forwarding.build_response_head(
+            status, reason, headers, framing=framing, close=close, client_http10=self.http10
+        )
+        self.bytes_sent += len(head)
+        client.send(head)
+
+    def on_switching_protocols(
+        self, reason: bytes, headers: list[tuple[bytes, bytes]], rest: bytes
+    ) -> None:
+        """The upstream accepted the Upgrade: relay the 101 and turn both sides into a tunnel."""
+        client = self.client
+        conn = self.upstream
+        assert conn is not None
+        self.status = 101
+        self.response_started = True
+        self.response_done = True
+        head = forwarding.build_response_head(
+            101,
+            reason,
+            headers,
+            framing=forwarding.FRAMING_NONE,
+            close=False,
+            client_http10=False,
+            upgrade=True,
+        )
+        self.bytes_sent += len(head)
+        client.send(head)
+        self._leave_endpoint()
+        self.upstream = None
+        conn.exchange = None
+        client.engine.log_exchange(self)
+        client.become_tunnel(conn, rest)
+
+    def on_response_body(self, chunk: bytes) -> None:
+        """A piece of the response body (de-chunked by the parser)."""
+        if self.framing == forwarding.FRAMING_CHUNKED:
+            chunk = b"%x\r\n%s\r\n" % (len(chunk), chunk)
+        self.bytes_sent += len(chunk)
+        self.client.send(chunk)
+
+    def on_response_complete(self, upstream_reusable: bool) -> None:
+        """The upstream finished the response."""
+        if self.framing == forwarding.FRAMING_CHUNKED:
+            self.client.send(_LAST_CHUNK)
+            self.bytes_sent += len(_LAST_CHUNK)
+        self.response_done = True
+        self._detach_upstream(reuse=upstream_reusable and self.request_done)
+        self._finish(self.close_after)
+
+    def on_upstream_lost(self, error: ProxyStatus) -> None:
+        """The upstream connection broke (or sent garbage) before the response ended."""
+        self._detach_upstream(reuse=False)
+        self._leave_endpoint()
+        if self.response_done:
+            return
+        if self.response_started:
+            self.client.engine.note_error(
+                f"upstream {self.endpoint_address()} broke mid-response: {error.detail}"
+            )
+            self.response_done = True
+            self._finish(close=True, aborted=True)
+            return
+        if self.replay is not None and (self.idempotent or not self.sent_upstream):
+            self._try_next()
+            return
+        self.fail(error, error.detail)
+
+    def on_timeout(self) -> None:
+        """No byte from the upstream within read_timeout."""
+        self.client.engine.note_error(
+            f"upstream {self.endpoint_address()} timed out after {self.route.read_timeout}s"
+        )
+        self._detach_upstream(reuse=False)
+        self._leave_endpoint()
+        if self.response_started:
+            self.response_done = True
+            self._finish(close=True, aborted=True)
+        else:
+            self.fail(GATEWAY_TIMEOUT, f"upstream {self.endpoint_address()} timed out")
+
+    def fail(self, status: ProxyStatus, detail: str) -> None:
+        """Answer the client with an error of the proxy's own (nothing was sent yet)."""
+        self.response_started = True
+        self.response_done = True
+        self.status = status.code
+        close = not self.request_done or not self.keep_alive or self.upgrade is not None
+        body = forwarding.error_response(status.code, status.reason, detail, close=close)
+        self.bytes_sent += len(body)
+        self.client.send(body)
+        self._finish(close)
+
+    def abort(self) -> None:
+        """The client went away: drop everything upstream."""
+        self.response_done = True
+        if self.connect_task is not None:
+            self.connect_task.cancel()
+            self.connect_task = None
+        self._detach_upstream(reuse=False)
+        self._leave_endpoint()
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+    def endpoint_address(self) -> str:
+        """The endpoint this exchange went to, or "-"."""
+        return self.endpoint.address if self.endpoint is not None else "-"
+
+    def _leave_endpoint(self) -> None:
+        if self.counted and self.endpoint is not None:
+            self.endpoint.active -= 1
+            self.counted = False
+
+    def _detach_upstream(self, reuse: bool) -> None:
+        conn = self.upstream
+        if conn is None:
+            return
+        self.upstream = None
+        conn.exchange = None
+        endpoint = self.endpoint
+        if reuse and endpoint is not None and conn.is_usable():
+            conn.resume_reading()
+            endpoint.give_back(conn)
+        else:
+            conn.close()
+
+    def _finish(self, close: bool, aborted: bool = False) -> None:
+        self._detach_upstream(reuse=False)
+        self._leave_endpoint()
+        self.client.engine.log_exchange(self)
+        self.client.exchange_finished(self, close=close or aborted)

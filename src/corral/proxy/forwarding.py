@@ -1,0 +1,204 @@
+"""Header policy between client and upstream, as pure functions on bytes.
+
+The seeds' NGINX configuration is the specification: `Host` as received, `X-Forwarded-Proto` =
+the client's scheme, `X-Forwarded-Port` = the port the client used, `X-Forwarded-For` = incoming
+value + client address, HTTP/1.1 upstream with the `Upgrade`/`Connection` pair mapped. Hop-by-hop
+headers never cross the proxy in either direction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+Headers = Sequence[tuple[bytes, bytes]]
+
+# Headers that describe one connection, not the message (RFC 9110 §7.6.1), lower-case.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+    }
+)
+# Request headers the proxy sets itself (whatever the client sent is replaced).
+_REPLACED_ON_REQUEST = frozenset({b"x-forwarded-proto", b"x-forwarded-port", b"host"})
+
+IDEMPOTENT_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
+
+
+def connection_tokens(headers: Headers) -> frozenset[bytes]:
+    """Lower-case tokens of every `Connection` header (they name more hop-by-hop headers)."""
+    tokens: set[bytes] = set()
+    for name, value in headers:
+        if name.lower() == b"connection":
+            tokens.update(t.strip().lower() for t in value.split(b",") if t.strip())
+    return frozenset(tokens)
+
+
+def forwarded_constants(scheme: str, port: int) -> bytes:
+    """The per-listener header lines that never change: X-Forwarded-Proto and -Port."""
+    return b"X-Forwarded-Proto: %s\r\nX-Forwarded-Port: %d\r\n" % (scheme.encode(), port)
+
+
+def build_upstream_head(
+    method: bytes,
+    target: bytes,
+    headers: Headers,
+    *,
+    host: bytes,
+    client_ip: bytes,
+    listener_lines: bytes,
+    upgrade: bytes | None,
+    chunked: bool,
+) -> bytes:
+    """The HTTP/1.1 request head sent upstream.
+
+    `host` is the Host to send (as received, or the server name when the client sent none);
+    `listener_lines` comes from `forwarded_constants`; `upgrade` is the client's Upgrade value
+    when the request asks to switch protocols; `chunked` re-frames a chunked body.
+    """
+    named = connection_tokens(headers) if _has_connection(headers) else frozenset()
+    forwarded_for = b""
+    parts = [b"%s %s HTTP/1.1\r\nHost: %s\r\n" % (method, target, host)]
+    append = parts.append
+    for name, value in headers:
+        lower = name.lower()
+        if lower in HOP_BY_HOP or lower in _REPLACED_ON_REQUEST or lower in named:
+            continue
+        if lower == b"x-forwarded-for":
+            forwarded_for = value if not forwarded_for else forwarded_for + b", " + value
+            continue
+        append(b"%s: %s\r\n" % (name, value))
+    append(listener_lines)
+    if forwarded_for:
+        append(b"X-Forwarded-For: %s, %s\r\n" % (forwarded_for, client_ip))
+    else:
+        append(b"X-Forwarded-For: %s\r\n" % client_ip)
+    if upgrade is not None:
+        append(b"Upgrade: %s\r\nConnection: upgrade\r\n" % upgrade)
+    if chunked:
+        append(b"Transfer-Encoding: chunked\r\n")
+    append(b"\r\n")
+    return b"".join(parts)
+
+
+def _has_connection(headers: Headers) -> bool:
+    return any(name.lower() == b"connection" for name, _ in headers)
+
+
+# Response framing decided from the upstream's head.
+FRAMING_NONE = 0  # no body (HEAD, 204, 304, 1xx)
+FRAMING_LENGTH = 1  # Content-Length passed through
+FRAMING_CHUNKED = 2  # re-chunked to the client
+FRAMING_CLOSE = 3  # body runs to the connection's end (HTTP/1.0 client, or no framing possible)
+
+
+def build_response_head(
+    status: int,
+    reason: bytes,
+    headers: Headers,
+    *,
+    framing: int,
+    close: bool,
+    client_http10: bool,
+    upgrade: bool = False,
+) -> bytes:
+    """The response head sent to the client: hop-by-hop headers dropped, framing and
+    `Connection` rewritten for the client's connection (never the upstream's)."""
+    named = connection_tokens(headers) if _has_connection(headers) else frozenset()
+    parts = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
+    append = parts.append
+    upgrade_value = b""
+    for name, value in headers:
+        lower = name.lower()
+        if lower in HOP_BY_HOP or lower in named:
+            if lower == b"upgrade":
+                upgrade_value = value
+            continue
+        if lower == b"content-length" and framing in (FRAMING_CHUNKED, FRAMING_CLOSE):
+            continue
+        append(b"%s: %s\r\n" % (name, value))
+    if upgrade:
+        append(b"Upgrade: %s\r\nConnection: upgrade\r\n" % upgrade_value)
+    else:
+        if framing == FRAMING_CHUNKED:
+            append(b"Transfer-Encoding: chunked\r\n")
+        if close:
+            append(b"Connection: close\r\n")
+        elif client_http10:
+            append(b"Connection: keep-alive\r\n")
+    append(b"\r\n")
+    return b"".join(parts)
+
+
+def response_framing(
+    status: int, headers: Headers, *, head_request: bool, client_http10: bool
+) -> tuple[int, bool]:
+    """How the client-side body is framed, and whether the client connection must close after it.
+
+    Upstream chunked or length-less bodies are re-chunked for HTTP/1.1 clients; an HTTP/1.0 client
+    gets a close-delimited body instead (it cannot read chunks).
+    """
+    if head_request or status in (204, 304) or 100 <= status < 200:
+        return FRAMING_NONE, False
+    has_length = False
+    for name, _ in headers:
+        lower = name.lower()
+        if lower == b"transfer-encoding":
+            return (FRAMING_CLOSE, True) if client_http10 else (FRAMING_CHUNKED, False)
+        if lower == b"content-length":
+            has_length = True
+    if has_length:
+        return FRAMING_LENGTH, False
+    return (FRAMING_CLOSE, True) if client_http10 else (FRAMING_CHUNKED, False)
+
+
+def upstream_keeps_alive(http_minor: int, headers: Headers) -> bool:
+    """Whether the upstream connection may be reused after this response (by its own head)."""
+    tokens = connection_tokens(headers)
+    if http_minor == 0:
+        return b"keep-alive" in tokens
+    return b"close" not in tokens
+
+
+def error_response(status: int, reason: str, body: str, *, close: bool) -> bytes:
+    """A complete small text/plain response generated by the proxy itself."""
+    payload = body.encode() + b"\n"
+    return (
+        b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        b"Content-Length: %d\r\n%s\r\n%s"
+        % (
+            status,
+            reason.encode(),
+            len(payload),
+            b"Connection: close\r\n" if close else b"",
+            payload,
+        )
+    )
+
+
+def redirect_response(status: int, location: bytes, *, close: bool) -> bytes:
+    """A redirect with a short HTML body, as NGINX's `return 301 …` sends."""
+    reason = {
+        301: b"Moved Permanently",
+        302: b"Found",
+        307: b"Temporary Redirect",
+        308: b"Permanent Redirect",
+    }[status]
+    body = b"<html><head><title>%d %s</title></head><body>%d %s</body></html>\n" % (
+        status,
+        reason,
+        status,
+        reason,
+    )
+    return (
+        b"HTTP/1.1 %d %s\r\nLocation: %s\r\nContent-Type: text/html\r\nContent-Length: %d\r\n"
+        b"%s\r\n%s"
+        % (status, reason, location, len(body), b"Connection: close\r\n" if close else b"", body)
+    )

@@ -1,0 +1,460 @@
+"""A downstream HTTP/1.1 connection (httptools): limits, keep-alive, pipelining, upgrades.
+
+The connection parses requests, turns each into an `Exchange` and runs them one at a time in
+arrival order. It answers malformed input itself (400/408/414/431/501) and closes; nothing a
+client sends can disturb another connection. After a 101 it becomes one half of a byte tunnel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING
+
+import httptools
+
+from corral.proxy import forwarding
+from corral.proxy.errors import (
+    BAD_REQUEST,
+    HEADERS_TOO_LARGE,
+    NOT_IMPLEMENTED,
+    REQUEST_TIMEOUT,
+    URI_TOO_LONG,
+    ProxyStatus,
+    RequestRejected,
+)
+from corral.proxy.exchange import Exchange
+
+if TYPE_CHECKING:
+    from corral.proxy.engine import Engine
+    from corral.proxy.routing import Router
+    from corral.proxy.upstream_conn import UpstreamConnection
+
+WRITE_HIGH_WATER_BYTES = 64 * 1024
+
+# Why reading from the client is paused (a bit mask: reading resumes when all are clear).
+_PAUSE_BACKPRESSURE = 1  # the upstream cannot take more
+_PAUSE_QUEUE = 2  # a pipelined request waits for the one before it
+_PAUSE_EXCHANGE = 4  # body bytes wait for an upstream connection
+_PAUSE_UPGRADE = 8  # waiting for the upstream's answer to an Upgrade
+
+
+class ClientConnection(asyncio.Protocol):
+    """One client connection on a listener."""
+
+    __slots__ = (
+        "batch_depth",
+        "client_ip",
+        "close_pending",
+        "closed",
+        "engine",
+        "exchange",
+        "head_size",
+        "head_started",
+        "headers",
+        "held",
+        "last_active",
+        "out",
+        "parser",
+        "parsing",
+        "pause_mask",
+        "queue",
+        "router",
+        "transport",
+        "tunnel",
+        "url",
+        "write_paused_since",
+    )
+
+    def __init__(self, engine: Engine, router: Router) -> None:
+        self.engine = engine
+        self.router = router
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set on connect
+        self.parser: httptools.HttpRequestParser | None = None
+        self.client_ip = b"-"
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.head_size = 0
+        self.head_started = 0.0
+        self.last_active = 0.0
+        self.parsing: Exchange | None = None
+        self.exchange: Exchange | None = None
+        self.queue: deque[Exchange] | None = None
+        self.pause_mask = 0
+        self.write_paused_since = 0.0
+        self.batch_depth = 0
+        self.out: list[bytes] = []
+        self.close_pending = False
+        self.closed = False
+        self.tunnel: UpstreamConnection | None = None
+        self.held: bytes | None = None
+
+    # -- asyncio.Protocol ------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's are not subclasses
+        engine = self.engine
+        if len(engine.clients) >= engine.max_connections:
+            engine.note_error("worker_connections are not enough: closing a new connection")
+            self.closed = True
+            transport.abort()
+            return
+        engine.clients.add(self)
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.client_ip = peer[0].encode()
+        transport.set_write_buffer_limits(high=WRITE_HIGH_WATER_BYTES)
+        self.parser = httptools.HttpRequestParser(self)
+        self.head_started = self.last_active = engine.now
+
+    def data_received(self, data: bytes) -> None:
+        self.last_active = self.engine.now
+        tunnel = self.tunnel
+        if tunnel is not None:
+            tunnel.transport.write(data)
+            return
+        if self.held is not None:  # bytes after an Upgrade request, before the upstream answered
+            self.held += data
+            return
+        parser = self.parser
+        if parser is None or self.close_pending:
+            return
+        try:
+            parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            self.held = data[upgrade.args[0] :]
+            self._pause(_PAUSE_UPGRADE)
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, RequestRejected):
+                self._reject(cause.status.because(cause.detail))
+            else:
+                self.engine.note_error(f"internal error on a client connection: {cause!r}")
+                self.abort()
+        except httptools.HttpParserError as exc:
+            self._reject(BAD_REQUEST.because(f"malformed request: {exc}"))
+
+    def eof_received(self) -> bool | None:
+        # A half-closed client may still want its response (HTTP/1.0-style), but not in a tunnel.
+        return self.exchange is not None and self.tunnel is None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.engine.clients.discard(self)
+        tunnel = self.tunnel
+        if tunnel is not None:
+            self.tunnel = None
+            tunnel.tunnel_peer = None
+            tunnel.close()
+        exchange = self.exchange
+        if exchange is not None:
+            self.exchange = None
+            if not exchange.response_done:
+                if not exchange.response_started:
+                    exchange.status = 499  # NGINX's "client closed request"
+                exchange.abort()
+                self.engine.log_exchange(exchange)
+        self.queue = None
+
+    def pause_writing(self) -> None:
+        self.write_paused_since = self.engine.now
+        upstream = self._upstream()
+        if upstream is not None:
+            upstream.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused_since = 0.0
+        upstream = self._upstream()
+        if upstream is not None:
+            upstream.resume_reading()
+        exchange = self.exchange
+        if exchange is not None:
+            exchange.upstream_last = self.engine.now
+
+    # -- httptools callbacks ---------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.headers = []
+        self.head_size = 0
+        if not self.head_started:
+            self.head_started = self.engine.now
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        if len(self.url) > self.engine.max_header_size:
+            raise RequestRejected(URI_TOO_LONG, "the request target is too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.head_size += len(name) + len(value) + 4
+        if self.head_size + len(self.url) > self.engine.max_header_size:
+            raise RequestRejected(HEADERS_TOO_LARGE, "the request header section is too large")
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        assert parser is not None
+        self.head_started = 0.0
+        method: bytes = parser.get_method()
+        http10 = parser.get_http_version() == "1.0"
+        host: bytes | None = None
+        transfer_encoding: bytes | None = None
+        has_body = False
+        for name, value in self.headers:
+            if len(name) not in (4, 14, 17):  # host, content-length, transfer-encoding
+                continue
+            lower = name.lower()
+            if lower == b"host":
+                if host is not None:
+                    raise RequestRejected(BAD_REQUEST, "more than one Host header")
+                host = value
+            elif lower == b"content-length":
+                has_body = value.strip() != b"0"
+            elif lower == b"transfer-encoding":
+                transfer_encoding = value
+        target = self.url
+        if target[:1] != b"/":
+            target, host = self._absolute_form(method, target, host)
+        if host is None and not http10:
+            raise RequestRejected(BAD_REQUEST, "HTTP/1.1 request without a Host header")
+        chunked = False
+        if transfer_encoding is not None:
+            if transfer_encoding.strip().lower() != b"chunked":
+                raise RequestRejected(
+                    NOT_IMPLEMENTED, "only Transfer-Encoding: chunked is supported"
+                )
+            chunked = has_body = True
+        route = self.router.route(host)
+        upgrade: bytes | None = None
+        if parser.should_upgrade():
+            upgrade = next(v for n, v in self.headers if n.lower() == b"upgrade")
+            has_body = True  # dispatch now: the rest of the connection belongs to the tunnel
+        if route.pool is None:  # a redirect server: Exchange.start answers it
+            head = b""
+        else:
+            head = forwarding.build_upstream_head(
+                method,
+                target,
+                self.headers,
+                host=host if host is not None else route.default_host,
+                client_ip=self.client_ip,
+                listener_lines=route.listener_lines,
+                upgrade=upgrade,
+                chunked=chunked,
+            )
+        exchange = Exchange(
+            self, route, method, target, head, chunked=chunked, upgrade=upgrade, http10=http10
+        )
+        exchange.keep_alive = parser.should_keep_alive()
+        self.parsing = exchange
+        if has_body:
+            self._dispatch(exchange)
+
+    def on_body(self, body: bytes) -> None:
+        exchange = self.parsing
+        if exchange is not None and not exchange.response_done:
+            exchange.send_body(body)
+
+    def on_message_complete(self) -> None:
+        exchange = self.parsing
+        parser = self.parser
+        if exchange is None or parser is None:
+            return
+        self.parsing = None
+        exchange.keep_alive = parser.should_keep_alive()
+        exchange.request_complete()
+        dispatched = exchange is self.exchange or (self.queue and exchange in self.queue)
+        if not dispatched and not exchange.response_done:
+            self._dispatch(exchange)
+
+    # -- running exchanges -----------------------------------------------------------------------
+    def _dispatch(self, exchange: Exchange) -> None:
+        if self.exchange is None:
+            self.exchange = exchange
+            exchange.start()
+        else:
+            if self.queue is None:
+                self.queue = deque()
+            self.queue.append(exchange)
+            self._pause(_PAUSE_QUEUE)
+
+    def exchange_finished(self, exchange: Exchange, *, close: bool) -> None:
+        """Called by the exchange when its response is complete (or failed)."""
+        if self.exchange is exchange:
+            self.exchange = None
+        if close or self.closed:
+            self._close_soon()
+            return
+        self.last_active = self.engine.now
+        queue = self.queue
+        if queue:
+            following = queue.popleft()
+            self.exchange = following
+            following.start()
+        if not queue:
+            self._resume(_PAUSE_QUEUE)
+
+    def become_tunnel(self, upstream: UpstreamConnection, upstream_rest: bytes) -> None:
+        """After a 101: relay raw bytes both ways until either side closes or idles out."""
+        self.exchange = None
+        self.tunnel = upstream
+        upstream.tunnel_peer = self
+        upstream.last_active = self.last_active = self.engine.now
+        if upstream_rest:
+            self.send(upstream_rest)
+        held, self.held = self.held, None
+        if held:
+            upstream.transport.write(held)
+        self._resume(_PAUSE_UPGRADE)
+
+    def tunnel_closed(self) -> None:
+        """The upstream half of the tunnel closed: close ours once written out."""
+        self.tunnel = None
+        self._close_soon()
+
+    # -- output ----------------------------------------------------------------------------------
+    def send(self, data: bytes) -> None:
+        """Write to the client (coalesced while a batch is open)."""
+        if self.batch_depth:
+            self.out.append(data)
+        elif not self.closed:
+            self.transport.write(data)
+
+    def begin_batch(self) -> None:
+        """Collect writes until `end_batch`, so a small response leaves in one TLS record."""
+        self.batch_depth += 1
+
+    def end_batch(self) -> None:
+        """Write what the batch collected; close if the exchange asked for it."""
+        self.batch_depth -= 1
+        if self.batch_depth:
+            return
+        out = self.out
+        if out:
+            if not self.closed:
+                self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+            out.clear()
+        if self.close_pending and not self.closed:
+            self.transport.close()
+
+    def _close_soon(self) -> None:
+        self.close_pending = True
+        if not self.batch_depth and not self.closed:
+            self.transport.close()
+
+    def abort(self) -> None:
+        """Drop the connection at once (nothing more is written)."""
+        if not self.closed:
+            self.transport.abort()
+
+    # -- flow control ----------------------------------------------------------------------------
+    def _pause(self, reason: int) -> None:
+        if not self.pause_mask and not self.closed:
+            self.transport.pause_reading()
+        self.pause_mask |= reason
+
+    def _resume(self, reason: int) -> None:
+        if not self.pause_mask & reason:
+            return
+        self.pause_mask &= ~reason
+        if not self.pause_mask and not self.closed:
+            self.transport.resume_reading()
+
+    def pause_reading_for_backpressure(self) -> None:
+        """The upstream's write buffer is full."""
+        self._pause(_PAUSE_BACKPRESSURE)
+
+    def resume_reading_for_backpressure(self) -> None:
+        """The upstream drained its write buffer."""
+        self._resume(_PAUSE_BACKPRESSURE)
+
+    def pause_reading_for_exchange(self) -> None:
+        """Body bytes wait for an upstream connection."""
+        self._pause(_PAUSE_EXCHANGE)
+
+    def resume_reading_for_exchange(self) -> None:
+        """An upstream connection was attached."""
+        self._resume(_PAUSE_EXCHANGE)
+
+    def _upstream(self) -> UpstreamConnection | None:
+        if self.tunnel is not None:
+            return self.tunnel
+        exchange = self.exchange
+        return exchange.upstream if exchange is not None else None
+
+    # -- errors and timers -----------------------------------------------------------------------
+    def _reject(self, status: ProxyStatus) -> None:
+        """Answer malformed input with `status` and close (after the request in flight)."""
+        parsing = self.parsing
+        exchange = self.exchange
+        self.engine.note_error(f"rejected request from {self.client_ip.decode()}: {status.detail}")
+        if exchange is not None and parsing is exchange and not exchange.response_started:
+            exchange.abort()  # its body was broken mid-way: the upstream saw half a request
+            self.exchange = None
+            exchange = None
+        self.parsing = None
+        if exchange is not None:  # an earlier request is still running: answer it, then close
+            exchange.keep_alive = False
+            self.queue = None
+            self.parser = None
+            return
+        self.parser = None
+        self.send(forwarding.error_response(status.code, status.reason, status.detail, close=True))
+        self.engine.log_rejected(self.client_ip, status.code)
+        self._close_soon()
+
+    def check_timers(self, now: float) -> None:
+        """Enforce the timeouts; called by the engine's periodic sweep."""
+        if self.closed:
+            return
+        tunnel = self.tunnel
+        exchange = self.exchange
+        if tunnel is not None:
+            if now - max(self.last_active, tunnel.last_active) > self.router.default.read_timeout:
+                self.transport.close()
+                tunnel.close()
+        elif exchange is not None:
+            route = exchange.route
+            if self.write_paused_since:
+                if now - self.write_paused_since > route.send_timeout:
+                    self.engine.note_error(f"client {self.client_ip.decode()} stopped reading")
+                    self.abort()
+            elif (
+                exchange.upstream is not None
+                and not exchange.response_done
+                and now - exchange.upstream_last > route.read_timeout
+            ):
+                exchange.on_timeout()
+        elif self.head_started:
+            if now - self.head_started > self.engine.client_header_timeout:
+                self.parsing = None
+                self.parser = None
+                self.send(
+                    forwarding.error_response(
+                        REQUEST_TIMEOUT.code,
+                        REQUEST_TIMEOUT.reason,
+                        "the request head did not arrive in time",
+                        close=True,
+                    )
+                )
+                self.engine.log_rejected(self.client_ip, REQUEST_TIMEOUT.code)
+                self._close_soon()
+        elif now - self.last_active > self.engine.keepalive_timeout:
+            self.transport.close()
+
+    @staticmethod
+    def _absolute_form(
+        method: bytes, target: bytes, host: bytes | None
+    ) -> tuple[bytes, bytes | None]:
+        """`GET http://h/p` → ("/p", "h"); `OPTIONS *` passes; anything else is a bad target."""
+        if target == b"*" and method == b"OPTIONS":
+            return target, host
+        if target[:7].lower() == b"http://" or target[:8].lower() == b"https://":
+            try:
+                url = httptools.parse_url(target)
+            except httptools.HttpParserInvalidURLError as exc:
+                raise RequestRejected(BAD_REQUEST, "invalid request target") from exc
+            path = url.path or b"/"
+            if url.query:
+                path += b"?" + url.query
+            authority = url.host + (b":%d" % url.port if url.port else b"")
+            return path, authority
+        raise RequestRejected(BAD_REQUEST, "invalid request target")

@@ -1,0 +1,154 @@
+"""Upstreams: named pools of endpoints with balancing, keep-alive pools and health state.
+
+One instance per worker process; nothing here is shared between workers. Health checkers and
+the request path change an endpoint's health only through `mark_up`/`mark_down`/`note_*`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from typing import TYPE_CHECKING, Protocol
+
+from corral.config.lb import Upstream as UpstreamConfig
+from corral.config.lb import split_host_port
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+class PooledConnection(Protocol):
+    """What the keep-alive pool needs from an upstream connection."""
+
+    def is_usable(self) -> bool: ...
+    def close(self) -> None: ...
+
+
+class Endpoint:
+    """One `host:port` of an upstream, with its idle connections and health."""
+
+    __slots__ = (
+        "_clock",
+        "active",
+        "address",
+        "consecutive_failures",
+        "ejected_until",
+        "host",
+        "idle",
+        "keepalive",
+        "port",
+        "up",
+        "upstream_name",
+    )
+
+    def __init__(
+        self, address: str, upstream_name: str, keepalive: int, clock: Callable[[], float]
+    ) -> None:
+        self.address = address
+        self.host, self.port = split_host_port(address)
+        self.upstream_name = upstream_name
+        self.keepalive = keepalive
+        self.idle: list[PooledConnection] = []
+        self.active = 0  # requests in flight (least_conn uses it)
+        self.up = True  # the active health check's verdict (True until it says otherwise)
+        self.ejected_until = 0.0  # passive ejection after connect failures
+        self.consecutive_failures = 0
+        self._clock = clock
+
+    def available(self, now: float) -> bool:
+        """Whether new requests may go here."""
+        return self.up and now >= self.ejected_until
+
+    # -- keep-alive pool -------------------------------------------------------------------
+    def take_idle(self) -> PooledConnection | None:
+        """The most recently used idle connection that is still open, or None."""
+        idle = self.idle
+        while idle:
+            conn = idle.pop()
+            if conn.is_usable():
+                return conn
+        return None
+
+    def give_back(self, conn: PooledConnection) -> None:
+        """Keep `conn` for reuse, or close it when the pool is full."""
+        if len(self.idle) < self.keepalive:
+            self.idle.append(conn)
+        else:
+            conn.close()
+
+    def forget(self, conn: PooledConnection) -> None:
+        """Drop a connection that closed while idle."""
+        with contextlib.suppress(ValueError):
+            self.idle.remove(conn)
+
+    def close_idle(self) -> None:
+        """Close every idle connection (endpoint went down, or shutdown)."""
+        idle, self.idle = self.idle, []
+        for conn in idle:
+            conn.close()
+
+    # -- health ------------------------------------------------------------------------------
+    def note_connect_failure(
+        self, max_fails: int, fail_timeout: float, active_checks: bool
+    ) -> None:
+        """A connect attempt failed: eject after `max_fails` in a row."""
+        self.consecutive_failures += 1
+        if self.consecutive_failures >= max_fails:
+            self.close_idle()
+            if active_checks:
+                self.up = False  # the active check re-admits it after `rise` successes
+            else:
+                self.ejected_until = self._clock() + fail_timeout
+
+    def note_success(self) -> None:
+        """A connection was established (or a response came back)."""
+        self.consecutive_failures = 0
+
+    def mark(self, up: bool) -> None:
+        """The active health check's verdict."""
+        self.up = up
+        if up:
+            self.ejected_until = 0.0
+            self.consecutive_failures = 0
+        else:
+            self.close_idle()
+
+
+class UpstreamPool:
+    """A named upstream: endpoints plus the balancing policy."""
+
+    __slots__ = ("_rr", "config", "endpoints", "least_conn", "name")
+
+    def __init__(self, name: str, config: UpstreamConfig, clock: Callable[[], float]) -> None:
+        self.name = name
+        self.config = config
+        self.endpoints = [Endpoint(a, name, config.keepalive, clock) for a in config.servers]
+        self.least_conn = config.balance == "least_conn"
+        self._rr = itertools.count()
+
+    def choose(self, now: float, exclude: tuple[Endpoint, ...] = ()) -> Endpoint | None:
+        """The next endpoint by the policy among available ones not in `exclude`."""
+        endpoints = self.endpoints
+        count = len(endpoints)
+        start = next(self._rr) % count
+        if not self.least_conn:
+            for i in range(count):
+                ep = endpoints[(start + i) % count]
+                if ep.available(now) and ep not in exclude:
+                    return ep
+            return None
+        best: Endpoint | None = None
+        for i in range(count):
+            ep = endpoints[(start + i) % count]
+            if (
+                ep.available(now)
+                and ep not in exclude
+                and (best is None or ep.active < best.active)
+            ):
+                best = ep
+        return best
+
+    @property
+    def active_checks(self) -> bool:
+        """Whether an active health check runs for this upstream."""
+        return self.config.health_check is not None
