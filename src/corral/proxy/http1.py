@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import httptools
 
@@ -91,7 +91,7 @@ class ClientConnection(asyncio.Protocol):
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's are not subclasses
+        transport = self.transport = cast(asyncio.Transport, transport)  # uvloop's: duck
         engine = self.engine
         if len(engine.clients) >= engine.max_connections:
             engine.note_error("worker_connections are not enough: closing a new connection")

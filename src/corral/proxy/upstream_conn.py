@@ -7,7 +7,7 @@ endpoint's keep-alive pool; after a 101 it is one half of a byte tunnel.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import httptools
 
@@ -63,7 +63,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's are not subclasses
+        transport = self.transport = cast(asyncio.Transport, transport)  # uvloop's: duck
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER_BYTES)
 
     def data_received(self, data: bytes) -> None:
