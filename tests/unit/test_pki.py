@@ -209,6 +209,18 @@ def test_reversed_chain_names_positions_and_cns(chain: list[x509.Certificate]) -
     )
 
 
+def test_error_carries_problem_and_fix_separately(chain: list[x509.Certificate]) -> None:
+    """PkiError splits what is wrong from what to do, for callers with their own fix field."""
+    with pytest.raises(PkiError) as caught:
+        pki.check_chain_order([chain[1], chain[0]], "chain.pem")
+    error = caught.value
+    assert error.problem.endswith(
+        "comes before the certificate it issued, certificate 2 (CN=server)"
+    )
+    assert error.fix.startswith("put the server certificate first")
+    assert str(error) == f"{error.problem}: {error.fix}"
+
+
 def test_ca_first_then_leaf_is_refused(ca: trustme.CA) -> None:
     """A CA certificate first with a non-CA later is refused even when unrelated."""
     other = trustme.CA().create_child_ca().issue_cert("x.example.com", common_name="server")

@@ -42,14 +42,16 @@ def check_chain_order(chain: list[x509.Certificate], source: str = "") -> None:
     """Server certificate first, then each certificate issued by the one after it."""
     prefix = f"{source}: " if source else ""
     if not chain:
-        raise PkiError(f"{prefix}no certificates found: give the server certificate and chain")
-    problem = _first_order_problem(chain)
-    if problem:
-        order = proper_order(chain)
-        if order is not None:
-            positions = ", ".join(str(index + 1) for index in order)
-            problem += f" (here: certificates in the order {positions})"
-        raise PkiError(f"{prefix}{problem}")
+        raise PkiError(f"{prefix}no certificates found", "give the server certificate and chain")
+    found = _first_order_problem(chain)
+    if found is None:
+        return
+    problem, fix = found
+    order = proper_order(chain)
+    if order is not None:
+        positions = ", ".join(str(index + 1) for index in order)
+        fix += f" (here: certificates in the order {positions})"
+    raise PkiError(f"{prefix}{problem}", fix)
 
 
 def proper_order(chain: list[x509.Certificate]) -> list[int] | None:
@@ -77,21 +79,23 @@ def proper_order(chain: list[x509.Certificate]) -> list[int] | None:
     return order
 
 
-def _first_order_problem(chain: list[x509.Certificate]) -> str:
-    """Describe the first place where ``chain`` is out of order, or return ``""``."""
+def _first_order_problem(chain: list[x509.Certificate]) -> tuple[str, str] | None:
+    """(problem, fix) for the first place where ``chain`` is out of order, or None."""
     for index in range(len(chain) - 1):
         child, parent = chain[index], chain[index + 1]
         if not issued_by(child, parent) and issued_by(parent, child):
             return (
                 f"{_at(index + 1, child)} comes before the certificate it issued, "
-                f"{_at(index + 2, parent)}: {_ORDER_FIX}"
+                f"{_at(index + 2, parent)}",
+                _ORDER_FIX,
             )
     if is_ca(chain[0]):
         for later, cert in enumerate(chain[1:], start=2):
             if not is_ca(cert):
                 return (
                     f"{_at(1, chain[0])} is a CA certificate and comes before {_at(later, cert)}, "
-                    f"which is not: {_ORDER_FIX}"
+                    "which is not",
+                    _ORDER_FIX,
                 )
     for index in range(len(chain) - 1):
         child, parent = chain[index], chain[index + 1]
@@ -101,15 +105,16 @@ def _first_order_problem(chain: list[x509.Certificate]) -> str:
             if issued_by(child, chain[other]):
                 return (
                     f"{_at(index + 1, child)} was issued by {_at(other + 1, chain[other])}, "
-                    f"but {_at(index + 2, parent)} comes between them: {_ORDER_FIX}, each "
-                    "followed by the certificate that issued it"
+                    f"but {_at(index + 2, parent)} comes between them",
+                    f"{_ORDER_FIX}, each followed by the certificate that issued it",
                 )
         return (
             f"{_at(index + 2, parent)} did not issue {_at(index + 1, child)} (its issuer is "
-            f"{child.issuer.rfc4514_string()}): remove unrelated certificates and include the "
-            "intermediate that issued it, in order from the server certificate up"
+            f"{child.issuer.rfc4514_string()})",
+            "remove unrelated certificates and include the intermediate that issued it, "
+            "in order from the server certificate up",
         )
-    return ""
+    return None
 
 
 def _public_der(key: CertificatePublicKeyTypes) -> bytes:
@@ -126,8 +131,8 @@ def check_key_matches(
         return
     the_key = f"the key in {key_source}" if key_source else "the private key"
     raise PkiError(
-        f"{the_key} does not match the certificate{where(source)} ({describe(cert)}): "
-        "use the key the certificate was issued for (or reissue the certificate for this key)"
+        f"{the_key} does not match the certificate{where(source)} ({describe(cert)})",
+        "use the key the certificate was issued for (or reissue the certificate for this key)",
     )
 
 
@@ -144,10 +149,12 @@ def check_current(cert: x509.Certificate, now: datetime | None = None, source: s
     if moment > end:
         raise PkiError(
             f"the certificate{where(source)} ({describe(cert)}) expired on {_date(end)} "
-            f"(now {_date(moment)}): renew it and replace the file"
+            f"(now {_date(moment)})",
+            "renew it and replace the file",
         )
     if moment < start:
         raise PkiError(
             f"the certificate{where(source)} ({describe(cert)}) is not valid until "
-            f"{_date(start)} (now {_date(moment)}): check this machine's clock, or wait"
+            f"{_date(start)} (now {_date(moment)})",
+            "check this machine's clock, or wait",
         )

@@ -11,7 +11,16 @@ PrivateKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519
 
 
 class PkiError(Exception):
-    """A certificate or key problem; the message says what is wrong and how to fix it."""
+    """A certificate or key problem: ``problem`` says what is wrong, ``fix`` what to do.
+
+    ``str()`` gives both as one sentence; callers that build their own report (a config
+    Problem with its own fix field) can use the two parts separately.
+    """
+
+    def __init__(self, problem: str, fix: str = "") -> None:
+        self.problem = problem
+        self.fix = fix
+        super().__init__(f"{problem}: {fix}" if fix else problem)
 
 
 def where(source: str) -> str:

@@ -34,13 +34,13 @@ def _hash_for(key: PrivateKey) -> hashes.SHA256 | None:
 
 def _name(common_name: str) -> x509.Name:
     if not common_name:
-        raise PkiError("a certificate needs a common name: give a non-empty common_name")
+        raise PkiError("a certificate needs a common name", "give a non-empty common_name")
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
 def _check_days(days: int) -> None:
     if days < 1:
-        raise PkiError(f"a certificate lifetime must be at least 1 day, not {days}")
+        raise PkiError(f"a certificate lifetime of {days} days is too short", "use 1 or more")
 
 
 def create_ca(common_name: str, days: int = CA_DAYS) -> tuple[x509.Certificate, PrivateKey]:
@@ -84,7 +84,7 @@ def _addresses(values: Sequence[str]) -> list[x509.GeneralName]:
         try:
             names.append(x509.IPAddress(ipaddress.ip_address(value)))
         except ValueError:
-            raise PkiError(f"{value!r} is not an IP address: list it under DNS names") from None
+            raise PkiError(f"{value!r} is not an IP address", "list it under DNS names") from None
     return names
 
 
@@ -92,7 +92,10 @@ def _dns(values: Sequence[str]) -> list[x509.GeneralName]:
     names: list[x509.GeneralName] = []
     for value in values:
         if not _DNS_NAME.fullmatch(value):
-            raise PkiError(f"{value!r} is not a valid DNS name for a certificate")
+            raise PkiError(
+                f"{value!r} is not a valid DNS name for a certificate",
+                "use letters, digits, hyphens and dots (a leading `*.` for a wildcard)",
+            )
         names.append(x509.DNSName(value.lower()))
     return names
 
@@ -111,13 +114,14 @@ def issue_certificate(
     """A new key and a certificate for it signed by the CA (never outliving the CA)."""
     _check_days(days)
     if not (server or client):
-        raise PkiError("a certificate must be for a server, a client, or both")
+        raise PkiError("a certificate must be for something", "set server, client, or both")
     alt_names = _dns(dns_names) + _addresses(ip_addresses)
     if server and not alt_names:
         if not _DNS_NAME.fullmatch(common_name):
             raise PkiError(
                 f"a server certificate needs DNS names or IP addresses; {common_name!r} "
-                "cannot serve as one: pass dns_names or ip_addresses"
+                "cannot serve as one",
+                "pass dns_names or ip_addresses",
             )
         alt_names = _dns([common_name])
     key = _new_key()

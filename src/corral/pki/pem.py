@@ -20,20 +20,27 @@ _CERT_BLOCK = re.compile(
 )
 _SUPPORTED_KEYS = (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey)
 _ANY_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
-_ENCRYPTED_HINT = "Corral needs an unencrypted key (openssl pkey -in {name} -out {name}.plain)"
+
+
+def _encrypted(source: str) -> PkiError:
+    name = source or "KEY"
+    return PkiError(
+        f"{source or 'the key'} is encrypted; Corral needs an unencrypted key",
+        f"decrypt it with `openssl pkey -in {name} -out {name}.plain` and use {name}.plain",
+    )
 
 
 def _read(path: str | Path, what: str) -> bytes:
     try:
         return Path(path).read_bytes()
     except FileNotFoundError:
-        raise PkiError(f"{what} file {path} does not exist: check the path") from None
+        raise PkiError(f"{what} file {path} does not exist", "check the path") from None
     except IsADirectoryError:
-        raise PkiError(f"{path} is a directory: give the path of the {what} PEM file") from None
+        raise PkiError(f"{path} is a directory", f"give the path of the {what} PEM file") from None
     except PermissionError:
-        raise PkiError(f"cannot read {path}: permission denied; make it readable") from None
+        raise PkiError(f"cannot read {path}: permission denied", "make it readable") from None
     except OSError as exc:
-        raise PkiError(f"cannot read {path}: {exc.strerror}") from None
+        raise PkiError(f"cannot read {path}: {exc.strerror}", "check the path") from None
 
 
 def _as_bytes(data: bytes | str) -> bytes:
@@ -53,23 +60,23 @@ def parse_certificates(data: bytes | str, source: str) -> list[x509.Certificate]
     """Parse every ``CERTIFICATE`` block in ``data``; ``source`` names it in errors."""
     raw = _as_bytes(data)
     if not raw.strip():
-        raise PkiError(f"{source} is empty: put the PEM certificate (and its chain) in it")
+        raise PkiError(f"{source} is empty", "put the PEM certificate (and its chain) in it")
     blocks = _CERT_BLOCK.findall(raw)
     if not blocks:
         labels = _labels(raw)
         if any("PRIVATE KEY" in label for label in labels):
             raise PkiError(
-                f"{source} holds a private key, not a certificate: "
-                "give the certificate file here and the key file as the key"
+                f"{source} holds a private key, not a certificate",
+                "give the certificate file here and the key file as the key",
             )
         if labels:
             raise PkiError(
-                f"{source} holds {', '.join(labels)} but no CERTIFICATE block: "
-                "give a PEM certificate file"
+                f"{source} holds {', '.join(labels)} but no CERTIFICATE block",
+                "give a PEM certificate file",
             )
         raise PkiError(
-            f"{source} is not a PEM certificate (no '-----BEGIN CERTIFICATE-----' line): "
-            "give a PEM file; convert DER with `openssl x509 -inform der -in F -out F.pem`"
+            f"{source} is not a PEM certificate (no '-----BEGIN CERTIFICATE-----' line)",
+            "give a PEM file; convert DER with `openssl x509 -inform der -in F -out F.pem`",
         )
     certificates = []
     for position, block in enumerate(blocks, start=1):
@@ -77,8 +84,8 @@ def parse_certificates(data: bytes | str, source: str) -> list[x509.Certificate]
             certificates.append(x509.load_pem_x509_certificate(block))
         except ValueError as exc:
             raise PkiError(
-                f"certificate {position} in {source} is damaged ({exc}): "
-                "copy the PEM block again, complete and unmodified"
+                f"certificate {position} in {source} is damaged ({exc})",
+                "copy the PEM block again, complete and unmodified",
             ) from None
     return certificates
 
@@ -92,38 +99,35 @@ def parse_private_key(data: bytes | str, source: str) -> PrivateKey:
     """Parse an unencrypted PEM private key; ``source`` names it in errors."""
     raw = _as_bytes(data)
     if not raw.strip():
-        raise PkiError(f"{source} is empty: put the unencrypted PEM private key in it")
+        raise PkiError(f"{source} is empty", "put the unencrypted PEM private key in it")
     labels = _labels(raw)
-    name = source or "KEY"
     if "ENCRYPTED PRIVATE KEY" in labels or b"Proc-Type: 4,ENCRYPTED" in raw:
-        raise PkiError(f"{source or 'the key'} is encrypted; " + _ENCRYPTED_HINT.format(name=name))
+        raise _encrypted(source)
     if not any("PRIVATE KEY" in label for label in labels):
         if "CERTIFICATE" in labels:
             raise PkiError(
-                f"{source} holds a certificate, not a private key: give the key file here"
+                f"{source} holds a certificate, not a private key", "give the key file here"
             )
         raise PkiError(
-            f"{source} is not a PEM private key (no '-----BEGIN ... PRIVATE KEY-----' line): "
-            "give the unencrypted PEM key that belongs to the certificate"
+            f"{source} is not a PEM private key (no '-----BEGIN ... PRIVATE KEY-----' line)",
+            "give the unencrypted PEM key that belongs to the certificate",
         )
     try:
         key = serialization.load_pem_private_key(raw, password=None)
     except TypeError:
-        raise PkiError(
-            f"{source or 'the key'} is encrypted; " + _ENCRYPTED_HINT.format(name=name)
-        ) from None
+        raise _encrypted(source) from None
     except (ValueError, binascii.Error) as exc:
         raise PkiError(
-            f"{source} holds a damaged or unsupported private key ({exc}): "
-            "give an unencrypted RSA, ECDSA or Ed25519 key in PEM"
+            f"{source} holds a damaged or unsupported private key ({exc})",
+            "give an unencrypted RSA, ECDSA or Ed25519 key in PEM",
         ) from None
     except UnsupportedAlgorithm as exc:
         raise PkiError(
-            f"{source}: unsupported private key ({exc}): use RSA, ECDSA or Ed25519"
+            f"{source}: unsupported private key ({exc})", "use an RSA, ECDSA or Ed25519 key"
         ) from None
     if not isinstance(key, _SUPPORTED_KEYS):
         raise PkiError(
-            f"{source} holds a {type(key).__name__}: Corral needs an RSA, ECDSA or Ed25519 key"
+            f"{source} holds a {type(key).__name__}", "Corral needs an RSA, ECDSA or Ed25519 key"
         )
     return key
 
@@ -151,25 +155,25 @@ def decode_base64_pem(text: str, field: str) -> bytes:
     """Decode a base64 field holding PEM (RKE's ``cacerts.pem``); errors name ``field``."""
     value = text.strip()
     if not value:
-        raise PkiError(f"{field} is empty: put the base64 of the PEM file (`base64 -w0 FILE`)")
+        raise PkiError(f"{field} is empty", "put the base64 of the PEM file (`base64 -w0 FILE`)")
     if value.startswith("-----BEGIN"):
         raise PkiError(
-            f"{field} holds plain PEM, but base64 is expected: encode with `base64 -w0 FILE`"
+            f"{field} holds plain PEM, but base64 is expected", "encode with `base64 -w0 FILE`"
         )
     if re.search(r"\s", value):
         raise PkiError(
-            f"the base64 in {field} contains line breaks or spaces; "
-            "encode with `base64 -w0 FILE` to get a single line"
+            f"the base64 in {field} contains line breaks or spaces",
+            "encode with `base64 -w0 FILE` to get a single line",
         )
     try:
         decoded = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise PkiError(
-            f"{field} is not valid base64 ({exc}): encode the PEM file with `base64 -w0 FILE`"
+            f"{field} is not valid base64 ({exc})", "encode the PEM file with `base64 -w0 FILE`"
         ) from None
     if b"-----BEGIN " not in decoded:
         raise PkiError(
-            f"{field} decodes to something that is not PEM: "
-            "base64-encode the PEM file itself (`base64 -w0 cacerts.pem`)"
+            f"{field} decodes to something that is not PEM",
+            "base64-encode the PEM file itself (`base64 -w0 cacerts.pem`)",
         )
     return decoded
