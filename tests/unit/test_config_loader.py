@@ -242,6 +242,19 @@ def test_bad_documents(text: str, expected: list[tuple[int | None, str, str, str
         assert fix in problem.fix
 
 
+@pytest.mark.parametrize(
+    ("value", "kind"), [("on", "a boolean"), ("no", "a boolean"), ("1.10", "a number")]
+)
+def test_yaml_booleans_and_numbers_for_strings_say_quote_it(value: str, kind: str) -> None:
+    """`name: on` or `name: 1.10` (read as bool/number by YAML) advise quoting the value."""
+    problem = _one(f"servers: []\nname: {value}\n")
+    assert (problem.line, problem.key) == (2, "name")
+    assert problem.fix == f"put the value in quotes: unquoted, YAML reads it as {kind}" + (
+        " (yes/no/on/off/true/false)" if kind == "a boolean" else ""
+    )
+    parse_model(f"servers: []\nname: '{value}'\n", Balancer, source="lb.yml")
+
+
 def test_all_problems_are_collected() -> None:
     """Several mistakes in one file are all reported, in line order."""
     text = "servers:\n  - listen: x\n  - lisen: 2\nworkrs: 1\nname: a\nname: b\n"

@@ -245,7 +245,17 @@ def _problem(
         message = f"{_hide(message, err.get('input'))} {HIDDEN}"
     else:
         message += _got(err, message)
-    return Problem(source, line, format_loc(loc), message, _value_fix(resolved, kind))
+    fix = _yaml_typing_fix(err) or _value_fix(resolved, kind)
+    return Problem(source, line, format_loc(loc), message, fix)
+
+
+def _yaml_typing_fix(err: ErrorDetails) -> str:
+    """Advice when YAML turned text into a boolean or number (``on``, ``no``, ``1.10``)."""
+    value = err.get("input")
+    if err["type"] != "string_type" or value is None or not isinstance(value, bool | int | float):
+        return ""
+    kind = "a boolean (yes/no/on/off/true/false)" if isinstance(value, bool) else "a number"
+    return f"put the value in quotes: unquoted, YAML reads it as {kind}"
 
 
 def _got(err: ErrorDetails, message: str) -> str:

@@ -27,7 +27,8 @@ class Loaded(Generic[M]):
         self.model = model
         self.path = path
         self._root = root
-        self._source = source
+        self.source = source
+        """The file name as given by the caller, used in every Problem."""
 
     def line_of(self, loc: Loc) -> int | None:
         """1-based line of that key or list item; the nearest existing parent's if absent."""
@@ -35,7 +36,7 @@ class Loaded(Generic[M]):
 
     def problem(self, loc: Loc, message: str, fix: str) -> Problem:
         """Build a Problem pointing at ``loc`` in this file (for checks made after validation)."""
-        return Problem(self._source, self.line_of(loc), format_loc(loc), message, fix)
+        return Problem(self.source, self.line_of(loc), format_loc(loc), message, fix)
 
 
 def load_model(path: str | Path, model: type[M]) -> Loaded[M]:
