@@ -1,0 +1,121 @@
+"""The route table of the v3 API, and which store collections feed `/v3/subscribe`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from corral.server.api.clusters import (
+    CLUSTER_TYPE,
+    CLUSTERS,
+    TOKEN_TYPE,
+    Clusters,
+    ClustersAPI,
+    render_cluster,
+)
+from corral.server.api.clusters import TOKENS as REGISTRATION_TOKENS
+from corral.server.api.envelope import Links
+from corral.server.api.errors import NotFound
+from corral.server.api.http import ApiEndpoint, json_response, links_for
+from corral.server.api.login import LoginAPI
+from corral.server.api.nodes import NodesAPI
+from corral.server.api.openapi import openapi_route
+from corral.server.api.records import Record
+from corral.server.api.settings import RESOURCE_TYPE as SETTING_TYPE
+from corral.server.api.settings import SETTINGS, Settings, SettingsAPI
+from corral.server.api.tokens import TokensAPI, render_token, token_visible
+from corral.server.api.users import UsersAPI, render_user, user_visible
+from corral.server.auth_users import TOKENS, USERS, Accounts, Principal
+from corral.server.context import ServerContext
+from corral.server.events import EventKind, SubscribeAPI
+from corral.server.shell import ShellAPI
+
+# collections listed by GET /v3, in the order shown
+ROOT_COLLECTIONS = (
+    "users", "tokens", "settings", "clusters", "clusterregistrationtokens", "nodes",
+)
+
+
+def event_kinds(settings: Settings, clusters: Clusters) -> dict[str, EventKind]:
+    """Store collection → how its changes appear on /v3/subscribe."""
+
+    def sync(render: Any) -> Any:
+        async def rendered(record: Record, links: Links, principal: Principal) -> Any:
+            return render(record, links, principal)
+
+        return rendered
+
+    async def render_setting(record: Record, links: Links, principal: Principal) -> Any:
+        return settings.render(record.id, record, links, principal)
+
+    def everyone(principal: Principal, record: Record) -> bool:
+        return True
+
+    def admins(principal: Principal, record: Record) -> bool:
+        return principal.admin
+
+    def known_setting(principal: Principal, record: Record) -> bool:
+        from corral.server.api.settings import DEFINITIONS
+
+        return record.id in DEFINITIONS and DEFINITIONS[record.id].writable
+
+    return {
+        USERS: EventKind(USERS, "user", sync(render_user), user_visible),
+        TOKENS: EventKind(TOKENS, "token", sync(render_token), token_visible),
+        SETTINGS: EventKind(SETTINGS, SETTING_TYPE, render_setting, known_setting),
+        CLUSTERS: EventKind(CLUSTERS, CLUSTER_TYPE, sync(render_cluster), everyone),
+        REGISTRATION_TOKENS: EventKind(
+            REGISTRATION_TOKENS, TOKEN_TYPE, clusters.render_token, admins
+        ),
+    }
+
+
+async def api_root(request: Request) -> Response:
+    """`GET /v3`: links to every collection."""
+    links = links_for(request)
+    body = {
+        "id": "v3",
+        "type": "apiRoot",
+        "links": {
+            "self": f"{links.base}/v3",
+            **{name: links.collection(name) for name in ROOT_COLLECTIONS},
+            "subscribe": f"{links.base}/v3/subscribe".replace("http", "ws", 1),
+            "shell": f"{links.base}/v3/shell".replace("http", "ws", 1),
+            "openapi": f"{links.base}/v3/openapi.json",
+        },
+    }
+    return json_response(body)
+
+
+async def not_found(request: Request) -> Response:
+    """Anything else under /v3 or /v3-public."""
+    raise NotFound(f"no such API path {request.url.path}")
+
+
+def api_routes(ctx: ServerContext) -> list[BaseRoute]:
+    """All API routes wired to one store."""
+    accounts = Accounts(ctx.store)
+    settings = Settings(ctx, ctx.store)
+    clusters = Clusters(ctx.store, settings)
+    kinds = event_kinds(settings, clusters)
+    routes: list[BaseRoute] = [
+        Route("/v3", ApiEndpoint({"GET": api_root}), name="v3"),
+        *UsersAPI(accounts).routes(),
+        *TokensAPI(accounts).routes(),
+        *SettingsAPI(settings).routes(),
+        *ClustersAPI(clusters).routes(),
+        *NodesAPI(ctx).routes(),
+        *LoginAPI(accounts, settings).routes(),
+        *SubscribeAPI(ctx.store, accounts, kinds).routes(),
+        *ShellAPI(ctx).routes(),
+    ]
+    routes.append(openapi_route(list(routes)))
+    any_method = {m: not_found for m in ("GET", "POST", "PUT", "DELETE", "PATCH")}
+    routes += [
+        Route("/v3/{rest:path}", ApiEndpoint(any_method), name="v3-not-found"),
+        Route("/v3-public/{rest:path}", ApiEndpoint(any_method), name="v3-public-not-found"),
+    ]
+    return routes
