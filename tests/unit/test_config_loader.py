@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import Literal
 
@@ -459,6 +460,14 @@ def test_permission_denied(tmp_path: Path) -> None:
 def test_format_loc(loc: tuple[str | int, ...], text: str) -> None:
     """Key paths render as dotted names with [index] for list items."""
     assert format_loc(loc) == text
+
+
+def test_config_error_survives_pickle() -> None:
+    """A ConfigError sent between processes keeps its problems."""
+    error = ConfigError([Problem("lb.yml", 3, "name", "bad", "fix it")])
+    copy = pickle.loads(pickle.dumps(error))
+    assert copy.problems == error.problems
+    assert str(copy) == "lb.yml:3: name: bad — fix: fix it"
 
 
 def test_problem_without_line_or_key() -> None:

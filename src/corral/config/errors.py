@@ -48,7 +48,7 @@ class ConfigError(Exception):
 
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = list(problems)
-        super().__init__(str(self))
+        super().__init__(self.problems)  # args round-trip through pickle (worker processes)
 
     def __str__(self) -> str:
         return "\n".join(str(problem) for problem in self.problems)
