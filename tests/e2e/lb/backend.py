@@ -260,6 +260,7 @@ class HttpConnection:
                     "body_sha256": sha,
                     "backend": self.stats.name,
                     "connection": self.connection_id,
+                    "health_checks": self.stats.health_checks,
                 },
             )
         elif m := re.fullmatch(r"/bytes/(\d+)", path):

@@ -128,9 +128,9 @@ class Backend:
     def stats(self) -> dict[str, Any]:
         return self.get("/admin/stats")
 
-    def set_health(self, status: int) -> None:
-        """Make /healthz answer `status` from now on."""
-        self.get(f"/admin/health?status={status}")
+    def set_health(self, status: int) -> dict[str, Any]:
+        """Make /healthz answer `status` from now on; returns the stats at that moment."""
+        return self.get(f"/admin/health?status={status}")
 
 
 def start_backends(names: Iterable[str]) -> list[Backend]:
@@ -179,7 +179,8 @@ class LbProcess:
         assert process.alive(), f"corral lb exited:\n{process.output()}"
 
     def output(self) -> str:
-        return self.process.output()
+        """Everything the lb printed (stdout and stderr), also after it stopped."""
+        return self.process.log_path.read_text(errors="replace")
 
     def rss(self) -> int:
         """Resident memory of the lb and all its worker processes, in bytes."""
