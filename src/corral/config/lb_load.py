@@ -93,25 +93,31 @@ def _tls_problems(loaded: Loaded[LbConfig]) -> list[Problem]:
             try:
                 chain = load_certificates(item.cert)
             except PkiError as exc:
-                problems.append(loaded.problem((*where, "cert"), str(exc), _CERT_FIX))
+                problems.append(
+                    loaded.problem((*where, "cert"), exc.problem, _join(exc.fix, _CERT_FIX))
+                )
                 chain = []
             key = None
             try:
                 key = load_private_key(item.key)
             except PkiError as exc:
-                problems.append(loaded.problem((*where, "key"), str(exc), _KEY_FIX))
+                problems.append(
+                    loaded.problem((*where, "key"), exc.problem, _join(exc.fix, _KEY_FIX))
+                )
             if not chain:
                 continue
             for check, fix in ((_check_order, _ORDER_FIX), (_check_dates, _DATE_FIX)):
                 try:
                     check(chain, item.cert)
                 except PkiError as exc:
-                    problems.append(loaded.problem((*where, "cert"), str(exc), fix))
+                    problems.append(loaded.problem((*where, "cert"), exc.problem, exc.fix or fix))
             if key is not None:
                 try:
                     check_key_matches(chain[0], key, item.cert, key_source=item.key)
                 except PkiError as exc:
-                    problems.append(loaded.problem((*where, "key"), str(exc), _MATCH_FIX))
+                    problems.append(
+                        loaded.problem((*where, "key"), exc.problem, exc.fix or _MATCH_FIX)
+                    )
     return problems
 
 
@@ -137,6 +143,10 @@ def _log_problems(loaded: Loaded[LbConfig]) -> list[Problem]:
             )
         ]
     return []
+
+
+def _join(specific: str, general: str) -> str:
+    return f"{specific}; {general}" if specific else general
 
 
 _CERT_FIX = "point `cert` at a readable PEM file: the server certificate, then intermediates"
