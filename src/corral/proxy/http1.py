@@ -53,6 +53,7 @@ class ClientConnection(asyncio.Protocol):
         "head_started",
         "headers",
         "held",
+        "input_ended",
         "last_active",
         "out",
         "parser",
@@ -62,6 +63,7 @@ class ClientConnection(asyncio.Protocol):
         "router",
         "transport",
         "tunnel",
+        "tunnel_timeout",
         "url",
         "write_paused_since",
     )
@@ -87,7 +89,9 @@ class ClientConnection(asyncio.Protocol):
         self.close_pending = False
         self.closed = False
         self.tunnel: UpstreamConnection | None = None
+        self.tunnel_timeout = 0.0
         self.held: bytes | None = None
+        self.input_ended = False
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -135,6 +139,7 @@ class ClientConnection(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         # A half-closed client may still want its response (HTTP/1.0-style), but not in a tunnel.
+        self.input_ended = True
         return self.exchange is not None and self.tunnel is None
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -280,7 +285,7 @@ class ClientConnection(asyncio.Protocol):
         """Called by the exchange when its response is complete (or failed)."""
         if self.exchange is exchange:
             self.exchange = None
-        if close or self.closed:
+        if close or self.closed or self.input_ended:
             self._close_soon()
             return
         self.last_active = self.engine.now
@@ -294,6 +299,7 @@ class ClientConnection(asyncio.Protocol):
 
     def become_tunnel(self, upstream: UpstreamConnection, upstream_rest: bytes) -> None:
         """After a 101: relay raw bytes both ways until either side closes or idles out."""
+        self.tunnel_timeout = self.exchange.route.read_timeout if self.exchange else 0.0
         self.exchange = None
         self.tunnel = upstream
         upstream.tunnel_peer = self
@@ -408,7 +414,7 @@ class ClientConnection(asyncio.Protocol):
         tunnel = self.tunnel
         exchange = self.exchange
         if tunnel is not None:
-            if now - max(self.last_active, tunnel.last_active) > self.router.default.read_timeout:
+            if now - max(self.last_active, tunnel.last_active) > self.tunnel_timeout:
                 self.transport.close()
                 tunnel.close()
         elif exchange is not None:
