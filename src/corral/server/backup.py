@@ -36,7 +36,7 @@ SKIPPED_NAMES = frozenset(
 )
 
 
-class BackupError(Exception):
+class BackupError(RuntimeError):
     """A backup or restore that cannot go ahead; the message says why and what to do."""
 
 
