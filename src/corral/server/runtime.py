@@ -35,6 +35,7 @@ from corral.server.certs import (
     GeneratedCertificates,
     ProvidedCertificate,
     ServingCertificates,
+    TlsPlan,
     plan_tls,
     read_cacerts,
 )
@@ -95,10 +96,10 @@ def prepare_data_dir(data_dir: Path) -> Path:
 
 
 def open_certificates(
-    options: ServerOptions, data_dir: Path, ctx: ServerContext
+    plan: TlsPlan, data_dir: Path, ctx: ServerContext
 ) -> tuple[ServingCertificates, str]:
-    """The serving certificates and the `cacerts` PEM, by the TLS-directory rules."""
-    plan = plan_tls(options.tls_dir, no_cacerts=options.no_cacerts)
+    """The serving certificates and the `cacerts` PEM, as `plan` (the TLS-directory rules)
+    calls for."""
     published = read_cacerts(plan.cacerts_file) if plan.cacerts_file else ""
     if plan.provided:
         return ProvidedCertificate(plan), published
@@ -133,6 +134,10 @@ class Running:
 async def start(options: ServerOptions) -> Running:
     """Bring the server up, or raise StartupError with nothing left running."""
     server_url = check_server_url(options.server_url)
+    try:
+        plan = plan_tls(options.tls_dir, no_cacerts=options.no_cacerts)
+    except CertificateError as exc:
+        raise StartupError(str(exc)) from None
     data_dir = prepare_data_dir(options.data_dir)
     try:
         store = open_store(f"sqlite://{data_dir / STORE_FILE_NAME}")
@@ -143,7 +148,7 @@ async def start(options: ServerOptions) -> Running:
     try:
         if not server_url:  # a stored server-url applies when the flag is not given
             ctx.server_url = await Settings(ctx, store).value(SERVER_URL_SETTING)
-        ctx.certificates, ctx.cacerts_pem = open_certificates(options, data_dir, ctx)
+        ctx.certificates, ctx.cacerts_pem = open_certificates(plan, data_dir, ctx)
         if options.audit.enabled:
             audit = ctx.audit = AuditLog(options.audit)
         password = await bootstrap_admin(ctx)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import ssl
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,7 +56,8 @@ class CorralServer:
 
     def client(self, **kwargs: object) -> httpx.Client:
         """An httpx client trusting the generated CA."""
-        return httpx.Client(verify=str(self.ca_path), timeout=10, **kwargs)  # type: ignore[arg-type]
+        context = ssl.create_default_context(cafile=str(self.ca_path))
+        return httpx.Client(verify=context, timeout=10, **kwargs)  # type: ignore[arg-type]
 
     def login_token(self) -> str:
         """A bearer token for admin (needs the v3 API)."""
