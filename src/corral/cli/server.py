@@ -131,14 +131,15 @@ def server(
 @click.pass_context
 def backup(click_ctx: click.Context, /, data_dir: Path | None, out: Path) -> None:
     """Write a consistent snapshot of the data directory (the server may keep running)."""
-    from corral.server.backup import backup as take_backup  # type: ignore[import-untyped]
+    from corral.server.backup import backup as take_backup
 
     source = data_dir or click_ctx.obj["data_dir"]
     try:
-        take_backup(source, out)
+        info = take_backup(source, out)
     except (OSError, ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"corral server: backup of {source} written to {out}")
+    click.echo(f"corral server: backup of {source} (store revision {info.store_revision}, "
+               f"{len(info.files)} files) written to {out}")
 
 
 @server.command()
@@ -151,11 +152,14 @@ def backup(click_ctx: click.Context, /, data_dir: Path | None, out: Path) -> Non
 @click.pass_context
 def restore(click_ctx: click.Context, /, data_dir: Path | None, archive: Path, force: bool) -> None:
     """Put a backup back into the data directory (stop the server first)."""
-    from corral.server.backup import restore as put_back  # type: ignore[import-untyped]
+    from corral.server.backup import restore as put_back
 
     target = data_dir or click_ctx.obj["data_dir"]
     try:
-        put_back(archive, target, force=force)
+        info = put_back(archive, target, force=force)
     except (OSError, ValueError, RuntimeError) as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"corral server: {archive} restored into {target}")
+    click.echo(f"corral server: {archive} (store revision {info.store_revision}, taken "
+               f"{info.created}) restored into {target}")
+    if info.moved_aside is not None:
+        click.echo(f"corral server: the previous content of {target} is in {info.moved_aside}")

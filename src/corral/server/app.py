@@ -11,20 +11,13 @@ from __future__ import annotations
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
+from corral.server.api import build_routes
 from corral.server.audit import AuditMiddleware
 from corral.server.auth import AuthMiddleware
 from corral.server.context import ServerContext
 from corral.server.health import health_routes
 from corral.server.hostnames import ServedHosts
 from corral.server.https import HttpsRedirectMiddleware
-
-
-def _api_routes(ctx: ServerContext) -> list:  # type: ignore[type-arg]
-    try:  # TEMPORARY until corral.server.api.build_routes lands
-        from corral.server.api import build_routes  # type: ignore[attr-defined]
-    except ImportError:
-        return []
-    return list(build_routes(ctx))
 
 
 def served_hosts(ctx: ServerContext) -> ServedHosts:
@@ -38,7 +31,7 @@ def served_hosts(ctx: ServerContext) -> ServedHosts:
 
 def build_app(ctx: ServerContext) -> ASGIApp:
     """The whole server as one ASGI app, for both listeners."""
-    router = Starlette(routes=[*health_routes(ctx), *_api_routes(ctx)])
+    router = Starlette(routes=[*health_routes(ctx), *build_routes(ctx)])
     audited = AuditMiddleware(router, ctx.audit)
     authenticated = AuthMiddleware(audited, ctx)
     return HttpsRedirectMiddleware(
