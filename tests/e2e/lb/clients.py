@@ -10,7 +10,7 @@ import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -172,8 +172,11 @@ def echo_json(client: httpx.Client, path: str = "/echo", **kwargs: Any) -> dict[
     return result
 
 
+SocketT = TypeVar("SocketT", bound=socket.socket)
+
+
 @contextlib.contextmanager
-def closing_all(socks: list[socket.socket]) -> Iterator[list[socket.socket]]:
+def closing_all(socks: list[SocketT]) -> Iterator[list[SocketT]]:
     """Close every socket in the list on exit."""
     try:
         yield socks
