@@ -4,7 +4,7 @@
 
     [+]ping ok
     [+]store ok: revision=42
-    [+]audit-log ok: level=1 written=10 failed=0
+    [+]audit-log ok: level=1 written=10 dropped=0 errors=0 rotations=0 pending=0
     [+]certificates ok: source=generated days_left=364
     healthz check passed
 
@@ -70,9 +70,12 @@ async def check_audit_log(ctx: ServerContext) -> CheckResult:
     """Reports the audit log's counters; problems are shown but never fail the check."""
     if ctx.audit is None:
         return CheckResult("audit-log", True, "level=0 (off)")
-    stats = ctx.audit.stats()
-    values = stats if isinstance(stats, dict) else vars(stats)
-    return CheckResult("audit-log", True, _facts(values))
+    audit = ctx.audit
+    facts: dict[str, Any] = {"level": audit.settings.level, **audit.stats()}
+    last_error = getattr(audit, "last_error", "")
+    if last_error:
+        facts["last_error"] = repr(str(last_error))
+    return CheckResult("audit-log", True, _facts(facts))
 
 
 async def check_certificates(ctx: ServerContext) -> CheckResult:
