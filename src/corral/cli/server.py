@@ -44,11 +44,19 @@ to let the server generate its CA (kept in <data-dir>/tls/). See docs/server.md.
 
 
 def _audit_settings(values: dict[str, str | None]) -> AuditSettings:
-    env = {AUDIT_FLAGS[key]: value for key, value in values.items() if value not in (None, "")}
-    try:
-        return AuditSettings.from_env(env)  # type: ignore[arg-type]
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--audit-* / AUDIT_*") from None
+    """AuditSettings from the --audit-* values (each already defaulted from its AUDIT_* variable
+    by click), checked by AuditSettings' own rules; a bad value names its flag and variable."""
+    env: dict[str, str] = {}
+    for key, value in values.items():
+        if value is None or value == "":
+            continue
+        try:
+            AuditSettings.from_env({AUDIT_FLAGS[key]: value})
+        except ValueError as exc:
+            flag = "--" + key.replace("_", "-")
+            raise click.BadParameter(str(exc), param_hint=f"{flag} / {AUDIT_FLAGS[key]}") from None
+        env[AUDIT_FLAGS[key]] = value
+    return AuditSettings.from_env(env)
 
 
 @click.group(
@@ -56,13 +64,13 @@ def _audit_settings(values: dict[str, str | None]) -> AuditSettings:
     epilog=EPILOG,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
-@click.option("--http-listen-port", type=click.IntRange(0, 65535), default=80, show_default=True,
-              envvar="CORRAL_HTTP_LISTEN_PORT", show_envvar=True,
+@click.option("--http-listen-port", type=click.IntRange(0, 65535), metavar="PORT", default=80,
+              show_default=True, envvar="CORRAL_HTTP_LISTEN_PORT", show_envvar=True,
               help="Plain-HTTP port (redirects to HTTPS unless X-Forwarded-Proto is https).")
-@click.option("--https-listen-port", type=click.IntRange(0, 65535), default=443,
+@click.option("--https-listen-port", type=click.IntRange(0, 65535), metavar="PORT", default=443,
               show_default=True, envvar="CORRAL_HTTPS_LISTEN_PORT", show_envvar=True,
               help="HTTPS port.")
-@click.option("--bind-address", default="0.0.0.0", show_default=True,
+@click.option("--bind-address", metavar="ADDRESS", default="0.0.0.0", show_default=True,
               envvar="CORRAL_BIND_ADDRESS", show_envvar=True,
               help="Address both listeners bind (:: for IPv4 and IPv6).")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=DEFAULT_DATA_DIR,
@@ -74,19 +82,21 @@ def _audit_settings(values: dict[str, str | None]) -> AuditSettings:
 @click.option("--no-cacerts", is_flag=True, default=False, envvar="CORRAL_NO_CACERTS",
               show_envvar=True,
               help="Publish no CA (the certificate is signed by a recognised CA).")
-@click.option("--server-url", default="", envvar="CORRAL_SERVER_URL", show_envvar=True,
+@click.option("--server-url", metavar="URL", default="", envvar="CORRAL_SERVER_URL",
+              show_envvar=True,
               help="The https URL clients use; overrides the stored server-url setting.")
-@click.option("--audit-level", envvar="AUDIT_LEVEL", show_envvar=True,
+@click.option("--audit-level", metavar="0-3", envvar="AUDIT_LEVEL", show_envvar=True,
               help="API audit log: 0 off, 1 metadata, 2 + request body, 3 + response body. "
                    "[default: 0]")
-@click.option("--audit-log-path", envvar="AUDIT_LOG_PATH", show_envvar=True,
+@click.option("--audit-log-path", metavar="PATH", envvar="AUDIT_LOG_PATH", show_envvar=True,
               help=f"Audit log file (a path ending / is a directory). "
                    f"[default: {DEFAULT_AUDIT_LOG_PATH}]")
-@click.option("--audit-log-maxage", envvar="AUDIT_LOG_MAXAGE", show_envvar=True,
+@click.option("--audit-log-maxage", metavar="DAYS", envvar="AUDIT_LOG_MAXAGE", show_envvar=True,
               help=f"Days to keep rotated audit files. [default: {DEFAULT_MAX_AGE_DAYS}]")
-@click.option("--audit-log-maxbackup", envvar="AUDIT_LOG_MAXBACKUP", show_envvar=True,
+@click.option("--audit-log-maxbackup", metavar="FILES", envvar="AUDIT_LOG_MAXBACKUP",
+              show_envvar=True,
               help=f"Rotated audit files to keep. [default: {DEFAULT_MAX_BACKUPS}]")
-@click.option("--audit-log-maxsize", envvar="AUDIT_LOG_MAXSIZE", show_envvar=True,
+@click.option("--audit-log-maxsize", metavar="MB", envvar="AUDIT_LOG_MAXSIZE", show_envvar=True,
               help=f"Megabytes before the audit file rotates. [default: {DEFAULT_MAX_SIZE_MB}]")
 @click.pass_context
 def server(
