@@ -1,0 +1,173 @@
+"""Configuration files of the benchmark's processes (pure text rendering, no I/O).
+
+The proxies reproduce the seeds' "Example NGINX configuration" (004_2d5159cac542ec67.txt) with
+`worker_processes 1`, `access_log off` and listeners on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+SERVER_NAME = "rancher.bench.test"
+"""The FQDN of the seeds' `server_name` (also in the certificate)."""
+
+WORKER_CONNECTIONS = 8192
+WORKER_RLIMIT_NOFILE = 40000
+UPSTREAM_KEEPALIVE = 128
+BACKEND_BODY = "ok\n"
+
+# Seeds' map: ordinary requests get `Connection: close` upstream (a new connection each time).
+SEEDS_CONNECTION_MAP = "''      close;"
+# Tuned map: ordinary requests get no Connection header, so `upstream keepalive` can reuse.
+TUNED_CONNECTION_MAP = "''      '';"
+
+
+@dataclass(frozen=True)
+class ProxyPorts:
+    """The ports of one proxy: HTTPS (measured) and HTTP (the seeds' 80 → 301, not measured)."""
+
+    https: int
+    http: int
+
+
+@dataclass(frozen=True)
+class CertFiles:
+    """Server certificate chain (leaf first) and key, the same files for every proxy."""
+
+    chain: Path
+    key: Path
+    ca: Path
+
+
+def _nginx_common(directory: Path) -> str:
+    """Process-level directives that keep an nginx instance inside `directory`."""
+    return f"""\
+daemon off;
+pid {directory}/nginx.pid;
+error_log {directory}/error.log warn;
+"""
+
+
+def _nginx_temp_paths(directory: Path) -> str:
+    return "".join(
+        f"    {kind}_temp_path {directory}/{kind}_temp;\n"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+
+
+def backend_nginx_conf(directory: Path, port: int) -> str:
+    """The backend: nginx answering every request with `200 ok` (the cheapest origin)."""
+    return f"""\
+# Benchmark backend: the cheapest origin there is.
+worker_processes 1;
+{_nginx_common(directory)}
+events {{
+    worker_connections {WORKER_CONNECTIONS};
+}}
+
+http {{
+    access_log off;
+{_nginx_temp_paths(directory)}
+    # The backend is shared infrastructure, not a subject: never close kept-alive connections.
+    keepalive_requests 1000000;
+    keepalive_timeout 300s;
+
+    server {{
+        listen 127.0.0.1:{port};
+        default_type text/plain;
+        location / {{
+            return 200 "{BACKEND_BODY.strip()}\\n";
+        }}
+    }}
+}}
+"""
+
+
+def proxy_nginx_conf(
+    directory: Path, ports: ProxyPorts, backend_port: int, certs: CertFiles, *, tuned: bool
+) -> str:
+    """The seeds' NGINX configuration with one worker; `tuned` adds upstream keep-alive."""
+    keepalive = f"\n        keepalive {UPSTREAM_KEEPALIVE};" if tuned else ""
+    connection_map = TUNED_CONNECTION_MAP if tuned else SEEDS_CONNECTION_MAP
+    flavour = "tuned: + upstream keepalive, Connection \"\"" if tuned else "exactly the seeds'"
+    return f"""\
+# Seeds' "Example NGINX configuration" ({flavour}), worker_processes 4 -> 1, 127.0.0.1 only.
+worker_processes 1;
+worker_rlimit_nofile {WORKER_RLIMIT_NOFILE};
+{_nginx_common(directory)}
+events {{
+    worker_connections {WORKER_CONNECTIONS};
+}}
+
+http {{
+    access_log off;
+{_nginx_temp_paths(directory)}
+    upstream rancher {{
+        server 127.0.0.1:{backend_port};{keepalive}
+    }}
+
+    map $http_upgrade $connection_upgrade {{
+        default Upgrade;
+        {connection_map}
+    }}
+
+    server {{
+        listen 127.0.0.1:{ports.https} ssl http2;
+        server_name {SERVER_NAME};
+        ssl_certificate {certs.chain};
+        ssl_certificate_key {certs.key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+
+        location / {{
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Port $server_port;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_pass http://rancher;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_read_timeout 900s;
+            proxy_buffering off;
+        }}
+    }}
+
+    server {{
+        listen 127.0.0.1:{ports.http};
+        server_name {SERVER_NAME};
+        return 301 https://$server_name$request_uri;
+    }}
+}}
+"""
+
+
+def corral_lb_yaml(ports: ProxyPorts, backend_port: int, certs: CertFiles) -> str:
+    """`corral lb` configuration equivalent to the seeds' NGINX (one worker, no access log)."""
+    return f"""\
+# The seeds' NGINX configuration in corral lb's form (see examples/lb.yml), one worker.
+worker_processes: 1
+worker_rlimit_nofile: {WORKER_RLIMIT_NOFILE}
+worker_connections: {WORKER_CONNECTIONS}
+access_log: "off"
+
+upstreams:
+  rancher:
+    servers: ["127.0.0.1:{backend_port}"]
+    keepalive: {UPSTREAM_KEEPALIVE}
+
+servers:
+  - listen: "127.0.0.1:{ports.https}"
+    server_name: {SERVER_NAME}
+    tls:
+      certificates:
+        - cert: {certs.chain}
+          key: {certs.key}
+      protocols: [TLSv1.2, TLSv1.3]
+    proxy_pass: rancher
+    read_timeout: 900s
+
+  - listen: "127.0.0.1:{ports.http}"
+    server_name: {SERVER_NAME}
+    redirect: https://$server_name$request_uri
+"""

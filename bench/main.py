@@ -1,0 +1,282 @@
+"""`bench/lb_vs_nginx`: requests/s, p99 latency and memory per idle TLS connection of
+nginx (seeds' config), nginx (tuned), corral lb and the bare backend, in one run.
+
+Prints progress on stderr; the report on stdout ends with `ratio corral/nginx-tuned: 0.NN`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.metadata
+import os
+import platform
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from bench.configs import CertFiles, ProxyPorts
+from bench.idle import measure_idle_connections, raise_open_files_limit
+from bench.processes import BenchError
+from bench.report import TargetFigures, format_runs, format_table, ratio_line
+from bench.targets import (
+    PortPicker,
+    Target,
+    client_context,
+    make_certificate,
+    probe,
+    start_backend,
+    start_corral_lb,
+    start_nginx_proxy,
+)
+from bench.wrk import DONE_SCRIPT, run_wrk
+
+FULL = {"duration": 10, "runs": 3, "warmup": 5, "idle_connections": 2000}
+QUICK = {"duration": 1, "runs": 1, "warmup": 1, "idle_connections": 200}
+NOFILE_HEADROOM = 1000
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the command line asked for, with --quick and the defaults resolved."""
+
+    duration: int
+    runs: int
+    warmup: int
+    connections: int
+    idle_connections: int
+    pin: bool
+
+
+def parse_args(argv: list[str] | None) -> Options:
+    """Read the command line; --quick changes the defaults, explicit options still win."""
+    parser = argparse.ArgumentParser(
+        prog="bench/lb_vs_nginx",
+        description="corral lb against nginx (seeds' config and tuned) and the bare backend.",
+    )
+    parser.add_argument("--duration", type=int, help="seconds per measured wrk run (default 10)")
+    parser.add_argument("--runs", type=int, help="measured runs per target; median (default 3)")
+    parser.add_argument("--warmup", type=int, help="seconds of the warm-up run (default 5)")
+    parser.add_argument(
+        "--connections", type=int, default=64, help="wrk keep-alive connections (default 64)"
+    )
+    parser.add_argument(
+        "--idle-connections", type=int, help="idle TLS connections per proxy (default 2000)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke check: 1 run of 1 s, 200 idle connections"
+    )
+    parser.add_argument(
+        "--no-pin", action="store_true", help="do not pin wrk and the servers to separate CPUs"
+    )
+    parser.add_argument(
+        "--no-setup", action="store_true", help="skip scripts/setup (handled by the wrapper)"
+    )
+    args = parser.parse_args(argv)
+    base = QUICK if args.quick else FULL
+    options = Options(
+        duration=args.duration if args.duration is not None else base["duration"],
+        runs=args.runs if args.runs is not None else base["runs"],
+        warmup=args.warmup if args.warmup is not None else base["warmup"],
+        connections=args.connections,
+        idle_connections=(
+            args.idle_connections if args.idle_connections is not None
+            else base["idle_connections"]
+        ),
+        pin=not args.no_pin,
+    )
+    for name in ("duration", "runs", "connections"):
+        if getattr(options, name) < 1:
+            parser.error(f"--{name} must be at least 1, not {getattr(options, name)}")
+    if options.warmup < 0 or options.idle_connections < 0:
+        parser.error("--warmup and --idle-connections must not be negative")
+    return options
+
+
+def choose_cpus(pin: bool) -> tuple[int | None, int | None]:
+    """(CPU for proxy + backend, CPU for wrk + idle client), or no pinning on one CPU."""
+    available = sorted(os.sched_getaffinity(0))
+    if not pin or len(available) < 2:
+        return None, None
+    return available[0], available[-1]
+
+
+def _say(message: str) -> None:
+    print(f"lb_vs_nginx: {message}", file=sys.stderr, flush=True)
+
+
+def _tool_version(argv: list[str]) -> str:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    except OSError:
+        return "?"
+    text = (done.stdout + done.stderr).strip().splitlines()
+    return text[0] if text else "?"
+
+
+def _header(options: Options, cpus: tuple[int | None, int | None]) -> list[str]:
+    server_cpu, load_cpu = cpus
+    placement = (
+        f"proxy and backend pinned to CPU {server_cpu}, wrk and the idle-connection client "
+        f"to CPU {load_cpu}"
+        if server_cpu is not None
+        else "no CPU pinning"
+    )
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return [
+        f"corral lb vs nginx: wrk -t1 -c{options.connections}, HTTPS keep-alive, GET / -> 200 "
+        f"'ok'; {options.runs} x {options.duration} s runs per target (median) after a "
+        f"{options.warmup} s warm-up; {options.idle_connections} idle TLS connections per proxy",
+        f"machine: {os.cpu_count()} CPUs, {placement}; load average at start {load}",
+        "versions: "
+        + ", ".join(
+            [
+                _tool_version(["nginx", "-v"]),
+                _tool_version(["wrk", "--version"]).split(" [")[0],
+                f"corral {importlib.metadata.version('corral')}",
+                f"Python {platform.python_version()}",
+                ssl.OPENSSL_VERSION,
+            ]
+        ),
+    ]
+
+
+def _measure(targets: list[Target], options: Options, script: Path, cpu: int | None) -> None:
+    """Warm up each target, then interleave the measured runs so drift hits all alike."""
+    for target in targets:
+        if options.warmup:
+            _say(f"warm-up {target.figures.name} ({options.warmup} s)")
+            run_wrk(target.url, options.warmup, options.connections, script, cpu)
+    for run in range(1, options.runs + 1):
+        for target in targets:
+            result = run_wrk(target.url, options.duration, options.connections, script, cpu)
+            target.figures.runs.append(result)
+            _say(
+                f"run {run}/{options.runs} {target.figures.name}: "
+                f"{result.requests_per_s:,.0f} req/s, p99 {result.p99_ms:.2f} ms"
+                + (f", {result.error_note}" if result.errors else "")
+            )
+
+
+def _measure_memory(targets: list[Target], options: Options, context: ssl.SSLContext) -> None:
+    for target in targets:
+        if target.service is None or target.https_port is None or not options.idle_connections:
+            continue
+        _say(f"{target.figures.name}: opening {options.idle_connections} idle TLS connections")
+        result = measure_idle_connections(
+            target.service.worker_pid(), target.https_port, options.idle_connections, context
+        )
+        target.figures.kib_per_connection = result.kib_per_connection
+        if result.opened < result.requested:
+            target.figures.idle_note = f"only {result.opened}/{result.requested} stayed open"
+        _say(
+            f"{target.figures.name}: worker RSS {result.rss_before / 2**20:.1f} -> "
+            f"{result.rss_with_connections / 2**20:.1f} MiB with {result.opened} connections"
+        )
+
+
+PROXIES = (
+    ("nginx-seeds", "nginx, the seeds' config (Connection: close upstream)"),
+    ("nginx-tuned", "nginx, seeds' config + upstream keepalive 128, Connection \"\""),
+    ("corral-lb", "corral lb, the equivalent config (upstream keep-alive by default)"),
+)
+
+
+def _start_targets(
+    stack: contextlib.ExitStack, work: Path, certs: CertFiles, server_cpu: int | None
+) -> list[Target]:
+    """Backend, then the three proxies in front of it; each is stopped when `stack` closes."""
+    port = PortPicker()
+    backend_port = port()
+    backend = start_backend(work, backend_port, server_cpu)
+    stack.callback(backend.stop)
+    backend.wait_listening([backend_port])
+    targets: list[Target] = []
+    for name, description in PROXIES:
+        ports = ProxyPorts(https=port(), http=port())
+        if name == "corral-lb":
+            service = start_corral_lb(work, ports, backend_port, certs, server_cpu)
+        else:
+            tuned = name == "nginx-tuned"
+            service = start_nginx_proxy(work, ports, backend_port, certs, server_cpu, tuned=tuned)
+        stack.callback(service.stop)
+        service.wait_listening([ports.https, ports.http])
+        url = f"https://127.0.0.1:{ports.https}/"
+        targets.append(Target(TargetFigures(name, description), url, service, ports.https))
+    direct = TargetFigures("backend-direct", "the backend itself over plain HTTP (no TLS)")
+    targets.append(Target(direct, f"http://127.0.0.1:{backend_port}/", None, None))
+    return targets
+
+
+def _report(figures: list[TargetFigures]) -> list[str]:
+    lines = ["", *format_table(figures).splitlines(), ""]
+    lines += [f"{f.name:<15} {f.description}; {f.tls}" for f in figures]
+    lines += [format_runs(f) for f in figures]
+    lines += [f"{f.name}: {f.idle_note}" for f in figures if f.idle_note]
+    by_name = {f.name: f for f in figures}
+    return [
+        *lines,
+        "backend-direct is plain HTTP straight to the backend: the ceiling, not a peer.",
+        f"load average at end {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
+        "other work on this machine makes the figures noisy.",
+        ratio_line(by_name["corral-lb"], by_name["nginx-tuned"]),
+    ]
+
+
+def run(options: Options) -> list[str]:
+    """Start everything, measure, stop everything; returns the report's lines."""
+    for tool in ("nginx", "wrk"):
+        if shutil.which(tool) is None:
+            raise BenchError(f"`{tool}` is not installed; run scripts/setup (or bench/lb_vs_nginx)")
+    cpus = choose_cpus(options.pin)
+    server_cpu, load_cpu = cpus
+    if load_cpu is not None:
+        os.sched_setaffinity(0, {load_cpu})  # this process runs the idle-connection client
+    raise_open_files_limit(options.idle_connections + NOFILE_HEADROOM)
+    header = _header(options, cpus)
+    with contextlib.ExitStack() as stack:
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="corral-bench-")))
+        certs = make_certificate(work)
+        context = client_context(certs)
+        script = work / "done.lua"
+        script.write_text(DONE_SCRIPT)
+        targets = _start_targets(stack, work, certs, server_cpu)  # stopped before tmp goes
+        for target in targets:
+            target.figures.tls = probe(target, context)
+        _measure(targets, options, script, load_cpu)
+        _measure_memory(targets, options, context)
+    return header + _report([t.figures for t in targets])
+
+
+def _terminate(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the try/finally blocks that stop children
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; 0 on success, 1 when a step failed, 130 on Ctrl-C."""
+    options = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
+    started = time.monotonic()
+    try:
+        lines = run(options)
+    except BenchError as exc:
+        _say(f"failed: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        _say("interrupted; everything it started has been stopped")
+        return 130
+    _say(f"done in {time.monotonic() - started:.0f} s")
+    print("\n".join(lines), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""Processes the benchmark starts: own session, optionally pinned to a CPU, always stopped.
+
+Each child runs in its own session (Ctrl-C reaches only the benchmark, which then stops the
+children in order) and gets SIGTERM from the kernel if the benchmark itself dies (PDEATHSIG).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import psutil
+
+PR_SET_PDEATHSIG = 1
+STOP_TIMEOUT_S = 10.0
+
+
+class BenchError(Exception):
+    """A benchmark step failed; the message says which and why."""
+
+
+def child_setup(cpu: int | None) -> Callable[[], None]:
+    """A preexec function: die with the parent, and run on `cpu` when one is given."""
+
+    def setup() -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if cpu is not None:
+            os.sched_setaffinity(0, {cpu})
+
+    return setup
+
+
+def port_open(port: int) -> bool:
+    """True when something accepts TCP connections on 127.0.0.1:port."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class Service:
+    """A long-running child (nginx or corral lb) in the foreground, output in a log file."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        log_path: Path,
+        cpu: int | None,
+        *,
+        forks_worker: bool,
+    ) -> None:
+        self.name = name
+        self.forks_worker = forks_worker
+        self.argv = list(argv)
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            self.argv,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=child_setup(cpu),
+        )
+
+    def output_tail(self, lines: int = 20) -> str:
+        """The last lines the process printed (for error messages)."""
+        self._log.flush()
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+    def wait_listening(self, ports: Sequence[int], timeout: float = 30.0) -> None:
+        """Wait until every port accepts connections; fail early if the process died."""
+        deadline = time.monotonic() + timeout
+        for port in ports:
+            while not port_open(port):
+                if self.proc.poll() is not None:
+                    raise BenchError(
+                        f"{self.name} exited with status {self.proc.returncode} before "
+                        f"listening on 127.0.0.1:{port}; its output ({self.log_path}):\n"
+                        f"{self.output_tail()}"
+                    )
+                if time.monotonic() > deadline:
+                    raise BenchError(
+                        f"{self.name} did not listen on 127.0.0.1:{port} within {timeout:.0f}s; "
+                        f"its output ({self.log_path}):\n{self.output_tail()}"
+                    )
+                time.sleep(0.05)
+
+    def worker_pid(self, timeout: float = 10.0) -> int:
+        """The pid serving connections: the single forked worker, or the process itself."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self.forks_worker:
+                return self.proc.pid
+            children = psutil.Process(self.proc.pid).children()
+            if len(children) == 1:
+                return children[0].pid
+            if time.monotonic() > deadline:
+                raise BenchError(
+                    f"{self.name}: expected one worker process, found {len(children)}"
+                )
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        """SIGTERM the process group, SIGKILL it if it lingers."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=STOP_TIMEOUT_S)
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # leftover workers
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self._log.close()

@@ -1,0 +1,79 @@
+"""The benchmark's figures and how they are printed (pure: numbers in, text out)."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+
+from bench.wrk import WrkResult
+
+RATIO_PREFIX = "ratio corral/nginx-tuned:"
+
+
+@dataclass
+class TargetFigures:
+    """Everything measured for one target over all runs."""
+
+    name: str
+    description: str
+    runs: list[WrkResult] = field(default_factory=list)
+    kib_per_connection: float | None = None
+    idle_note: str = ""
+    tls: str = ""
+
+    @property
+    def requests_per_s(self) -> float:
+        """Median requests/s over the measured runs."""
+        return statistics.median(r.requests_per_s for r in self.runs) if self.runs else math.nan
+
+    @property
+    def p99_ms(self) -> float:
+        """Median of the runs' p99 latencies."""
+        return statistics.median(r.p99_ms for r in self.runs) if self.runs else math.nan
+
+    @property
+    def errors(self) -> int:
+        return sum(r.errors for r in self.runs)
+
+
+def _kib(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return "n/a" if math.isnan(value) else f"{value:.1f}"
+
+
+def format_table(targets: list[TargetFigures]) -> str:
+    """A fixed-width table: target, requests/s, p99 latency, KiB/conn, errors."""
+    header = ("target", "requests/s", "p99 ms", "KiB/conn", "errors")
+    rows = [
+        (
+            t.name,
+            f"{t.requests_per_s:,.0f}",
+            f"{t.p99_ms:.2f}",
+            _kib(t.kib_per_connection),
+            str(t.errors),
+        )
+        for t in targets
+    ]
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: tuple[str, ...]) -> str:
+        first = cells[0].ljust(widths[0])
+        rest = [cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True)]
+        return "  ".join([first, *rest])
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(header), rule, *(line(r) for r in rows)])
+
+
+def format_runs(target: TargetFigures) -> str:
+    """One line listing every run's requests/s, to show the spread behind the median."""
+    runs = ", ".join(f"{r.requests_per_s:,.0f}" for r in target.runs)
+    return f"{target.name}: runs {runs} req/s"
+
+
+def ratio_line(corral: TargetFigures, tuned: TargetFigures) -> str:
+    """The last line of the output: corral's median throughput over nginx-tuned's."""
+    ratio = corral.requests_per_s / tuned.requests_per_s if tuned.requests_per_s else math.nan
+    return f"{RATIO_PREFIX} {ratio:.2f}"
