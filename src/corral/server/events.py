@@ -30,7 +30,7 @@ from corral.server.api.errors import APIError, InvalidQuery
 from corral.server.api.http import links_for
 from corral.server.api.records import KEY_ROOT, Record, decode, split_key
 from corral.server.api.ws import deny, handshake_principal
-from corral.server.auth_users import Accounts, Principal
+from corral.server.auth_users import TOKENS, USERS, Accounts, Principal
 from corral.store.base import Compacted, Event, Store
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,10 @@ PING_SECONDS = float(os.environ.get("CORRAL_SUBSCRIBE_PING_SECONDS", "5"))
 CLOSE_COMPACTED = 4410  # application close code: resume revision is compacted
 CLOSE_UNAUTHORIZED = 4401  # application close code: the token stopped being valid
 CLOSE_POLICY = 1008
+
+class LoginEnded(Exception):
+    """The subscriber's own token or user went away while subscribed."""
+
 
 Render = Callable[[Record, Links, Principal], Awaitable[dict[str, Any]]]
 
@@ -94,11 +98,13 @@ class Subscription:
         websocket: WebSocket,
         principal: Principal,
         kinds: dict[str, EventKind],
+        wanted_types: set[str],
         accounts: Accounts,
     ) -> None:
         self.websocket = websocket
         self.principal = principal
         self.kinds = kinds
+        self.wanted_types = wanted_types  # empty: every type
         self.accounts = accounts
         self.links = links_for(websocket)
         self.send_lock = asyncio.Lock()
@@ -123,17 +129,32 @@ class Subscription:
                     await self._forward(event)
         except Compacted as exc:
             await self.close_with_error(410, "RevisionCompacted", str(exc), CLOSE_COMPACTED)
+        except LoginEnded:
+            await self.close_with_error(
+                401, "Unauthorized", "the token was deleted or its user removed or disabled",
+                CLOSE_UNAUTHORIZED,
+            )
 
     async def _forward(self, event: Event) -> None:
         parts = split_key(event.kv.key)
         kind = self.kinds.get(parts[0]) if parts else None
-        if kind is None:
+        record = event_record(event) if kind is not None else None
+        if kind is None or record is None:
             return
-        record = event_record(event)
-        if record is None or not kind.visible(self.principal, record):
-            return
-        data = await kind.render(record, self.links, self.principal)
-        await self.send(event_message(event, kind, record, data))
+        wanted = not self.wanted_types or kind.resource_type in self.wanted_types
+        if wanted and kind.visible(self.principal, record):
+            data = await kind.render(record, self.links, self.principal)
+            await self.send(event_message(event, kind, record, data))
+        if self._ends_own_login(kind, event, record):
+            raise LoginEnded()
+
+    def _ends_own_login(self, kind: EventKind, event: Event, record: Record) -> bool:
+        """True when the event deletes the subscriber's token or deletes/disables its user."""
+        if kind.collection == TOKENS:
+            return event.type == "delete" and record.id == self.principal.token_id
+        if kind.collection == USERS and record.id == self.principal.user_id:
+            return event.type == "delete" or not record.data.get("enabled", True)
+        return False
 
     async def ping(self) -> None:
         """A ping every PING_SECONDS; close when the caller's token stops being valid."""
@@ -194,9 +215,8 @@ class SubscribeAPI:
         except APIError as error:
             await deny(websocket, error)
             return
-        kinds = {c: k for c, k in self.kinds.items() if not wanted or k.resource_type in wanted}
         await websocket.accept()
-        subscription = Subscription(websocket, principal, kinds, self.accounts)
+        subscription = Subscription(websocket, principal, self.kinds, set(wanted), self.accounts)
         start = revision + 1 if revision is not None else None
         tasks = [
             asyncio.create_task(subscription.pump_events(self.store, start)),

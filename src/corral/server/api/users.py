@@ -143,7 +143,7 @@ class UsersAPI:
         if action_of(request, ("changepassword",)) == "changepassword":
             return await self.change_password(request)
         principal = require_admin(request)
-        body = validate(UserCreate, await read_json(request), OUTPUT_ONLY)
+        body = validate(UserCreate, await read_json(request), frozenset({"type"}))
         record = await self.accounts.create_user(
             username=body.username,
             password=body.password,
