@@ -17,7 +17,7 @@ from corral.proxy.errors import BAD_GATEWAY, GATEWAY_TIMEOUT, SERVICE_UNAVAILABL
 from corral.proxy.upstream_conn import UpstreamConnection
 
 if TYPE_CHECKING:
-    from corral.proxy.http1 import ClientConnection
+    from corral.proxy.downstream import Downstream
     from corral.proxy.routing import ServerRoute
     from corral.proxy.upstream import Endpoint, UpstreamPool
 
@@ -64,7 +64,7 @@ class Exchange:
 
     def __init__(
         self,
-        client: ClientConnection,
+        client: Downstream,
         route: ServerRoute,
         method: bytes,
         path: bytes,
@@ -111,15 +111,14 @@ class Exchange:
         server, answer with the redirect)."""
         if self.pool is None:
             route = self.route
-            close = not self.request_done or not self.keep_alive
-            response = forwarding.redirect_response(
-                route.redirect_status, route.redirect_location(self.path), close=close
-            )
-            self.status = route.redirect_status
+            status = route.redirect_status
+            self.status = status
             self.response_started = self.response_done = True
-            self.bytes_sent = len(response)
-            self.client.send(response)
-            self._finish(close)
+            location = route.redirect_location(self.path)
+            reason, body = forwarding.redirect_body(status)
+            headers = [(b"Location", location), (b"Content-Type", b"text/html")]
+            self.client.send_local(self, status, reason, headers, body)
+            self._finish(self.close_after)
             return
         self._try_next()
 
@@ -224,30 +223,17 @@ class Exchange:
     # -- response direction --------------------------------------------------------------------
     def on_interim(self, status: int, reason: bytes) -> None:
         """A 1xx response other than 101 (e.g. 100 Continue): relay it to HTTP/1.1 clients."""
-        if not self.http10:
-            self.client.send(b"HTTP/1.1 %d %s\r\n\r\n" % (status, reason))
+        self.client.send_interim(self, status, reason)
 
     def on_response_head(
         self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]
     ) -> None:
         """The upstream's final response head."""
-        client = self.client
         self.status = status
         self.response_started = True
         if self.endpoint is not None:
             self.endpoint.note_success()
-        framing, close = forwarding.response_framing(
-            status, headers, head_request=self.head_request, client_http10=self.http10
-        )
-        if self.upgrade is not None or not self.request_done or not self.keep_alive:
-            close = True  # the client's parser is mid-body or switched protocols: start afresh
-        self.framing = framing
-        self.close_after = close
-        head = forwarding.build_response_head(
-            status, reason, headers, framing=framing, close=close, client_http10=self.http10
-        )
-        self.bytes_sent += len(head)
-        client.send(head)
+        self.client.start_response(self, status, reason, headers)
 
     def on_switching_protocols(
         self, reason: bytes, headers: list[tuple[bytes, bytes]], rest: bytes
@@ -259,35 +245,19 @@ class Exchange:
         self.status = 101
         self.response_started = True
         self.response_done = True
-        head = forwarding.build_response_head(
-            101,
-            reason,
-            headers,
-            framing=forwarding.FRAMING_NONE,
-            close=False,
-            client_http10=False,
-            upgrade=True,
-        )
-        self.bytes_sent += len(head)
-        client.send(head)
         self._leave_endpoint()
         self.upstream = None
         conn.exchange = None
+        client.switch_protocols(self, reason, headers, conn, rest)
         client.engine.log_exchange(self)
-        client.become_tunnel(conn, rest)
 
     def on_response_body(self, chunk: bytes) -> None:
         """A piece of the response body (de-chunked by the parser)."""
-        if self.framing == forwarding.FRAMING_CHUNKED:
-            chunk = b"%x\r\n%s\r\n" % (len(chunk), chunk)
-        self.bytes_sent += len(chunk)
-        self.client.send(chunk)
+        self.client.send_body(self, chunk)
 
     def on_response_complete(self, upstream_reusable: bool) -> None:
         """The upstream finished the response."""
-        if self.framing == forwarding.FRAMING_CHUNKED:
-            self.client.send(_LAST_CHUNK)
-            self.bytes_sent += len(_LAST_CHUNK)
+        self.client.end_response(self)
         self.response_done = True
         self._detach_upstream(reuse=upstream_reusable and self.request_done)
         self._finish(self.close_after)
@@ -328,11 +298,10 @@ class Exchange:
         self.response_started = True
         self.response_done = True
         self.status = status.code
-        close = not self.request_done or not self.keep_alive or self.upgrade is not None
-        body = forwarding.error_response(status.code, status.reason, detail, close=close)
-        self.bytes_sent += len(body)
-        self.client.send(body)
-        self._finish(close)
+        headers = [(b"Content-Type", b"text/plain; charset=utf-8")]
+        body = detail.encode() + b"\n"
+        self.client.send_local(self, status.code, status.reason.encode(), headers, body)
+        self._finish(self.close_after)
 
     def abort(self) -> None:
         """The client went away: drop everything upstream."""

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from corral.proxy.upstream_conn import UpstreamConnection
 
 WRITE_HIGH_WATER_BYTES = 64 * 1024
+_LAST_CHUNK = b"0\r\n\r\n"
 
 # Why reading from the client is paused (a bit mask: reading resumes when all are clear).
 _PAUSE_BACKPRESSURE = 1  # the upstream cannot take more
@@ -296,6 +297,83 @@ class ClientConnection(asyncio.Protocol):
             following.start()
         if not queue:
             self._resume(_PAUSE_QUEUE)
+
+    # -- the Downstream interface (what exchanges call) -------------------------------------------
+    def _closes_after(self, exchange: Exchange) -> bool:
+        # The parser is mid-body, switched protocols, or the client asked to close.
+        return not exchange.request_done or not exchange.keep_alive or exchange.upgrade is not None
+
+    def send_interim(self, exchange: Exchange, status: int, reason: bytes) -> None:
+        """Relay 1xx to HTTP/1.1 clients (HTTP/1.0 has none)."""
+        if not exchange.http10:
+            self.send(b"HTTP/1.1 %d %s\r\n\r\n" % (status, reason))
+
+    def start_response(
+        self, exchange: Exchange, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        """The response head, re-framed for this client."""
+        framing, close = forwarding.response_framing(
+            status, headers, head_request=exchange.head_request, client_http10=exchange.http10
+        )
+        close = close or self._closes_after(exchange)
+        exchange.framing = framing
+        exchange.close_after = close
+        head = forwarding.build_response_head(
+            status, reason, headers, framing=framing, close=close, client_http10=exchange.http10
+        )
+        exchange.bytes_sent += len(head)
+        self.send(head)
+
+    def send_body(self, exchange: Exchange, chunk: bytes) -> None:
+        """A piece of body, chunk-framed when the response is re-chunked."""
+        if exchange.framing == forwarding.FRAMING_CHUNKED:
+            chunk = b"%x\r\n%s\r\n" % (len(chunk), chunk)
+        exchange.bytes_sent += len(chunk)
+        self.send(chunk)
+
+    def end_response(self, exchange: Exchange) -> None:
+        """The last chunk, when chunked."""
+        if exchange.framing == forwarding.FRAMING_CHUNKED:
+            exchange.bytes_sent += len(_LAST_CHUNK)
+            self.send(_LAST_CHUNK)
+
+    def send_local(
+        self,
+        exchange: Exchange,
+        status: int,
+        reason: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+    ) -> None:
+        """A whole response made by the proxy."""
+        close = exchange.close_after = self._closes_after(exchange)
+        data = forwarding.local_response(
+            status, reason, headers, body, close=close, head_only=exchange.head_request
+        )
+        exchange.bytes_sent += len(data)
+        self.send(data)
+
+    def switch_protocols(
+        self,
+        exchange: Exchange,
+        reason: bytes,
+        headers: list[tuple[bytes, bytes]],
+        upstream: UpstreamConnection,
+        rest: bytes,
+    ) -> None:
+        """Relay the 101, then become a byte tunnel."""
+        head = forwarding.build_response_head(
+            101,
+            reason,
+            headers,
+            framing=forwarding.FRAMING_NONE,
+            close=False,
+            client_http10=False,
+            upgrade=True,
+        )
+        exchange.bytes_sent += len(head)
+        self.send(head)
+        self.become_tunnel(upstream, rest)
 
     def become_tunnel(self, upstream: UpstreamConnection, upstream_rest: bytes) -> None:
         """After a 101: relay raw bytes both ways until either side closes or idles out."""

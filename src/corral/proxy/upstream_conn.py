@@ -15,6 +15,7 @@ from corral.proxy import forwarding
 from corral.proxy.errors import BAD_GATEWAY
 
 if TYPE_CHECKING:
+    from corral.proxy.downstream import Downstream
     from corral.proxy.engine import Engine
     from corral.proxy.exchange import Exchange
     from corral.proxy.http1 import ClientConnection
@@ -191,7 +192,7 @@ class UpstreamConnection(asyncio.Protocol):
             return
         exchange.on_switching_protocols(self.reason or b"Switching Protocols", self.headers, rest)
 
-    def _client(self) -> ClientConnection | None:
+    def _client(self) -> Downstream | None:
         if self.tunnel_peer is not None:
             return self.tunnel_peer
         return self.exchange.client if self.exchange is not None else None
