@@ -91,19 +91,18 @@ def _config(app: ASGIApp, ssl_context: ssl.SSLContext | None) -> uvicorn.Config:
 
 
 class Listeners:
-    """The HTTP and HTTPS listeners; `start()` binds both (or neither), `stop()` drains them."""
+    """The HTTP and HTTPS listeners: `bind()` takes both ports (or neither) before the slow parts
+    of start-up run, `start()` serves the app on them, `stop()` drains them."""
 
-    def __init__(self, app: ASGIApp, ssl_context: ssl.SSLContext, where: ListenAddresses) -> None:
+    def __init__(self, where: ListenAddresses) -> None:
         self.where = where
-        self._servers = [
-            uvicorn.Server(_config(app, None)),
-            uvicorn.Server(_config(app, ssl_context)),
-        ]
+        self._sockets: list[socket.socket] = []
+        self._servers: list[uvicorn.Server] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.ports: tuple[int, int] = (where.http_port, where.https_port)
 
-    async def start(self) -> None:
-        """Bind both ports (ListenError if either fails) and start serving."""
+    def bind(self) -> None:
+        """Bind both ports; ListenError (and nothing bound) if either fails."""
         http = bind_socket(self.where.bind_address, self.where.http_port, "--http-listen-port")
         try:
             https = bind_socket(
@@ -112,8 +111,25 @@ class Listeners:
         except ListenError:
             http.close()
             raise
+        self._sockets = [http, https]
         self.ports = (http.getsockname()[1], https.getsockname()[1])
-        for server, sock in zip(self._servers, (http, https), strict=True):
+
+    def close(self) -> None:
+        """Release bound sockets that were never served (start-up failed after bind())."""
+        if not self._servers:
+            for sock in self._sockets:
+                sock.close()
+            self._sockets = []
+
+    async def start(self, app: ASGIApp, ssl_context: ssl.SSLContext) -> None:
+        """Serve `app` on the bound sockets: plain HTTP, and HTTPS with `ssl_context`."""
+        if not self._sockets:
+            self.bind()
+        self._servers = [
+            uvicorn.Server(_config(app, None)),
+            uvicorn.Server(_config(app, ssl_context)),
+        ]
+        for server, sock in zip(self._servers, self._sockets, strict=True):
             self._tasks.append(asyncio.create_task(server._serve(sockets=[sock])))
         while not all(server.started for server in self._servers):
             for task in self._tasks:

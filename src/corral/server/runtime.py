@@ -138,11 +138,20 @@ async def start(options: ServerOptions) -> Running:
         plan = plan_tls(options.tls_dir, no_cacerts=options.no_cacerts)
     except CertificateError as exc:
         raise StartupError(str(exc)) from None
-    data_dir = prepare_data_dir(options.data_dir)
+    listeners = Listeners(options.listen)
     try:
+        listeners.bind()
+    except ListenError as exc:
+        raise StartupError(str(exc)) from None
+    try:
+        data_dir = prepare_data_dir(options.data_dir)
         store = open_store(f"sqlite://{data_dir / STORE_FILE_NAME}")
     except (StoreError, OSError) as exc:
+        listeners.close()
         raise StartupError(str(exc)) from None
+    except StartupError:
+        listeners.close()
+        raise
     ctx = ServerContext(store=store, data_dir=data_dir, server_url=server_url)
     audit: AuditLog | None = None
     try:
@@ -152,9 +161,9 @@ async def start(options: ServerOptions) -> Running:
         if options.audit.enabled:
             audit = ctx.audit = AuditLog(options.audit)
         password = await bootstrap_admin(ctx)
-        listeners = Listeners(build_app(ctx), ctx.certificates.ssl_context, options.listen)
-        await listeners.start()
+        await listeners.start(build_app(ctx), ctx.certificates.ssl_context)
     except BaseException as exc:
+        listeners.close()
         if audit is not None:
             audit.close()
         await store.close()

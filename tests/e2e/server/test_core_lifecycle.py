@@ -101,6 +101,7 @@ def test_port_in_use_is_named(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
     assert "choose another --http-listen-port" in done.stderr
+    assert not (tmp_path / "data").exists()  # refused before creating anything
 
 
 @pytest.mark.parametrize(("args", "env", "phrase"), [
