@@ -36,7 +36,7 @@ from typing import Any
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from corral.server.api.errors import APIError, InvalidQuery
+from corral.server.api.errors import APIError, BadRequest
 from corral.server.api.ws import deny, handshake_principal
 from corral.server.auth_users import Principal
 from corral.server.context import ServerContext
@@ -113,6 +113,31 @@ def shell_environment() -> tuple[dict[str, str], str]:
 def set_window_size(fd: int, columns: int, rows: int) -> None:
     """TIOCSWINSZ on a terminal fd (the kernel sends SIGWINCH to its foreground group)."""
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+
+
+def session_members(session_id: int) -> list[int]:
+    """Pids of the processes in a session (Linux /proc; zombies left out)."""
+    members = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        # fields after "comm)": state ppid pgrp session ...
+        if int(fields[3]) == session_id and fields[0] != b"Z":
+            members.append(int(entry.name))
+    return members
+
+
+def signal_session(session_id: int, signum: int) -> None:
+    """Send `signum` to every process of a session (jobs of an interactive shell have their
+    own process groups, so a process-group signal would miss them)."""
+    for pid in session_members(session_id):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signum)
 
 
 def _take_controlling_terminal() -> None:  # pragma: no cover - runs in the child
@@ -253,19 +278,16 @@ class PtyShell:
         self._on_done()
 
     async def close(self) -> None:
-        """Hang the shell up, kill it if it lingers, reap it and release the PTY."""
-        if self.proc is not None and not self.exited.is_set():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGHUP)
-            try:
-                await asyncio.wait_for(self.exited.wait(), KILL_GRACE_SECONDS)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                await self.exited.wait()
-        if self.proc is not None:  # leftover background jobs of the session
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
+        """Hang the shell's session up (the shell and every job it started, whatever their
+        process group), kill what lingers, reap the shell and release the PTY."""
+        if self.proc is not None:
+            session = self.proc.pid
+            signal_session(session, signal.SIGHUP)
+            if not self.exited.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.exited.wait(), KILL_GRACE_SECONDS)
+            signal_session(session, signal.SIGKILL)
+            await self.exited.wait()
         self.pause_output()
         if self.master >= 0:
             self._loop.remove_writer(self.master)
@@ -370,7 +392,7 @@ class ShellAPI:
             principal = handshake_principal(websocket, admin=True)
             offered = websocket.scope.get("subprotocols", [])
             if SUBPROTOCOL not in offered:
-                raise InvalidQuery(
+                raise BadRequest(
                     f"the shell speaks the {SUBPROTOCOL} subprotocol; offer it in "
                     "Sec-WebSocket-Protocol"
                 )

@@ -27,6 +27,13 @@ class APIError(Exception):
         )
 
 
+class BadRequest(APIError):
+    """The request cannot be served as sent (e.g. a WebSocket without the needed subprotocol)."""
+
+    status = 400
+    code = "BadRequest"
+
+
 class Unauthorized(APIError):
     """No valid credentials (missing, wrong, expired or deleted token)."""
 
