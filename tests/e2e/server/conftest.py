@@ -7,6 +7,8 @@
   tests that only read), started with `--server-url https://corral.test:9443`.
 * `seeds_nginx(server)` — factory: real NGINX running the seeds' configuration in front of
   `server` (see core_harness.seeds_nginx_config).
+* `corral_lb(server)` — factory: `corral lb` with the same shape (TLS server, port-80 redirect,
+  plus a plain-HTTP proxy) in front of `server` (see core_harness.corral_lb_config).
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.server.core_harness import (
+    CorralLb,
     CorralServer,
     Nginx,
     process_output,
+    start_corral_lb,
     start_nginx,
     start_server,
 )
@@ -28,6 +32,7 @@ SHARED_SERVER_URL = "https://corral.test:9443"
 
 StartServer = Callable[..., CorralServer]
 StartNginx = Callable[[CorralServer], Nginx]
+StartLb = Callable[[CorralServer], CorralLb]
 
 
 def _report(server: CorralServer) -> None:
@@ -83,3 +88,19 @@ def seeds_nginx(tmp_path: Path) -> Iterator[StartNginx]:
     for nginx in started:
         nginx.stop()
         print(f"--- nginx output ---\n{process_output(nginx.proc)}")
+
+
+@pytest.fixture
+def corral_lb(tmp_path: Path) -> Iterator[StartLb]:
+    """Factory: `corral lb` in front of a corral server."""
+    started: list[CorralLb] = []
+
+    def start(server: CorralServer) -> CorralLb:
+        lb = start_corral_lb(tmp_path / f"lb{len(started)}", server.http_port)
+        started.append(lb)
+        return lb
+
+    yield start
+    for lb in started:
+        lb.stop()
+        print(f"--- corral lb output ---\n{process_output(lb.proc)}")

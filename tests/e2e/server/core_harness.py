@@ -263,6 +263,75 @@ def _dead(proc: ManagedProcess) -> bool:
     return not proc.alive()
 
 
+# -- corral lb in front of the server ----------------------------------------------------------
+
+
+@dataclass
+class CorralLb:
+    """`corral lb` in front of a corral server: the seeds' two servers plus a plain proxy."""
+
+    proc: ManagedProcess
+    tls_port: int  # TLS termination, proxy_pass to the server's HTTP port
+    redirect_port: int  # 301 https://$server_name$request_uri
+    plain_proxy_port: int  # test-only: proxy_pass over plain HTTP
+    ca: Path
+    config_path: Path
+
+    def resolve(self, port: int) -> list[str]:
+        """curl arguments that send FQDN:port to 127.0.0.1."""
+        return ["--resolve", f"{FQDN}:{port}:127.0.0.1"]
+
+    def stop(self) -> None:
+        self.proc.stop()
+
+
+def corral_lb_config(upstream_port: int, ports: tuple[int, int, int], cert: Path,
+                     key: Path) -> dict[str, object]:
+    """examples/lb.yml's shape (the seeds' NGINX config) on 127.0.0.1 ports, one upstream."""
+    tls_port, redirect_port, plain_port = ports
+    return {
+        "worker_processes": 1,
+        "access_log": "off",
+        "upstreams": {"rancher": {"servers": [f"127.0.0.1:{upstream_port}"]}},
+        "servers": [
+            {"listen": f"127.0.0.1:{tls_port}", "server_name": FQDN,
+             "tls": {"certificates": [{"cert": str(cert), "key": str(key)}]},
+             "proxy_pass": "rancher", "read_timeout": "900s"},
+            {"listen": f"127.0.0.1:{redirect_port}", "server_name": FQDN,
+             "redirect": "https://$server_name$request_uri"},
+            {"listen": f"127.0.0.1:{plain_port}", "server_name": FQDN, "proxy_pass": "rancher"},
+        ],
+    }
+
+
+def start_corral_lb(directory: Path, upstream_port: int) -> CorralLb:
+    """Run `corral lb` (trustme certificate for FQDN) until all its ports listen."""
+    import yaml
+
+    directory.mkdir(parents=True, exist_ok=True)
+    ca = trustme.CA()
+    leaf = ca.issue_cert(FQDN)
+    cert, key = directory / "fullchain.pem", directory / "privkey.pem"
+    ca_path = directory / "ca.pem"
+    leaf.private_key_pem.write_to_path(str(key))
+    cert.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+    ca.cert_pem.write_to_path(str(ca_path))
+    ports = (free_port(), free_port(), free_port())
+    config_path = directory / "lb.yml"
+    config_path.write_text(yaml.safe_dump(corral_lb_config(upstream_port, ports, cert, key)))
+    proc = ManagedProcess(corral_argv("lb", "--config", str(config_path)), name="corral-lb")
+    lb = CorralLb(proc, *ports, ca=ca_path, config_path=config_path)
+    try:
+        for port in ports:
+            wait_until(lambda p=port: port_open(p) or _dead(proc), timeout=15,  # type: ignore[misc]
+                       what=f"corral lb on {port}")
+        assert proc.alive(), f"corral lb exited:\n{process_output(proc)}"
+    except BaseException:
+        lb.stop()
+        raise
+    return lb
+
+
 # -- clients -----------------------------------------------------------------------------------
 
 

@@ -9,7 +9,7 @@ import socket
 import pytest
 
 from corral.server.https import UNKNOWN_HOST
-from tests.e2e.server.conftest import SHARED_SERVER_URL, StartNginx, StartServer
+from tests.e2e.server.conftest import SHARED_SERVER_URL, StartLb, StartNginx, StartServer
 from tests.e2e.server.core_harness import FQDN, CorralServer, curl
 
 USE_HTTPS = "Use HTTPS\n"
@@ -206,3 +206,53 @@ def test_nginx_plain_proxy(shared_corral_server: CorralServer, seeds_nginx: Star
     got = curl(*nginx.resolve(nginx.plain_proxy_port), *args,
                f"http://{FQDN}:{nginx.plain_proxy_port}{path}")
     check(got.status, got.headers, got.body, status, expect, 0)
+
+
+# -- through corral lb -------------------------------------------------------------------------
+
+
+def test_lb_https_passes_through(shared_corral_server: CorralServer, corral_lb: StartLb) -> None:
+    """Through corral lb's TLS server the request carries X-Forwarded-Proto https: no redirect,
+    POST reaches the app, a client's own X-Forwarded-Proto is replaced."""
+    lb = corral_lb(shared_corral_server)
+    url = f"https://{FQDN}:{lb.tls_port}"
+    base = [*lb.resolve(lb.tls_port), "--cacert", str(lb.ca)]
+    got = curl(*base, f"{url}/cacerts")
+    assert got.status == 200
+    assert got.body == shared_corral_server.ca_path.read_text()
+    assert curl(*base, "-X", "POST", "-d", "x", f"{url}/cacerts").status == 405
+    assert curl(*base, "-H", "X-Forwarded-Proto: http", f"{url}/cacerts").status == 200
+    assert curl(*base, f"{url}/ping").body == "pong"
+
+
+def test_lb_port_80_redirects_itself(shared_corral_server: CorralServer,
+                                     corral_lb: StartLb) -> None:
+    """corral lb's redirect server answers 301 https://FQDN<uri> itself."""
+    lb = corral_lb(shared_corral_server)
+    got = curl(*lb.resolve(lb.redirect_port), f"http://{FQDN}:{lb.redirect_port}/v3?x=1")
+    assert got.status == 301
+    assert got.headers["location"] == f"https://{FQDN}/v3?x=1"
+
+
+LB_PLAIN: list[tuple[str, list[str], str, int, str]] = [
+    ("GET redirects (Host as received, port mapped)", [], "/cacerts?q=1", 302,
+     "location=https://" + FQDN + ":{mapped}/cacerts?q=1"),
+    ("POST refused", ["-X", "POST", "-d", "x"], "/cacerts", 400, "body=" + USE_HTTPS),
+    ("/ping passes", [], "/ping", 200, "body=pong"),
+    ("/healthz passes", [], "/healthz", 200, "body=ok"),
+    ("client X-Forwarded-Proto is replaced by the lb", ["-H", "X-Forwarded-Proto: https"],
+     "/cacerts", 302, "location=https://" + FQDN + ":{mapped}/cacerts"),
+    ("forged Host goes to server-url", ["-H", "Host: evil.test"], "/cacerts", 302,
+     f"location={SHARED_SERVER_URL}/cacerts"),
+]
+
+
+@pytest.mark.parametrize(("args", "path", "status", "expect"),
+                         [case[1:] for case in LB_PLAIN], ids=[c[0] for c in LB_PLAIN])
+def test_lb_plain_proxy(shared_corral_server: CorralServer, corral_lb: StartLb,
+                        args: list[str], path: str, status: int, expect: str) -> None:
+    """corral lb proxying plain HTTP: the server redirects by the lb's X-Forwarded-Proto http."""
+    lb = corral_lb(shared_corral_server)
+    got = curl(*lb.resolve(lb.plain_proxy_port), *args,
+               f"http://{FQDN}:{lb.plain_proxy_port}{path}")
+    check(got.status, got.headers, got.body, status, expect, https_port_for(lb.plain_proxy_port))
