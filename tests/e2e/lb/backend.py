@@ -157,13 +157,16 @@ class HttpConnection:
         read_size = READ_SIZE
         if throttle_bytes_per_s:
             read_size = max(1024, min(READ_SIZE, int(throttle_bytes_per_s / 20)))
+        started = time.monotonic()
         while True:
             event = await self.next_event(read_size)
             if isinstance(event, h11.Data):
                 digest.update(event.data)
                 length += len(event.data)
-                if throttle_bytes_per_s:
-                    await asyncio.sleep(len(event.data) / throttle_bytes_per_s)
+                ahead = length / throttle_bytes_per_s if throttle_bytes_per_s else 0.0
+                ahead -= time.monotonic() - started
+                if ahead > 0:  # never faster than the requested rate
+                    await asyncio.sleep(ahead)
             elif isinstance(event, h11.EndOfMessage):
                 return length, digest.hexdigest()
             else:

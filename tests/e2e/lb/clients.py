@@ -94,6 +94,12 @@ def exchange(sock: socket.socket, request: bytes, timeout: float = IO_TIMEOUT) -
     return parse_response(data, closed)
 
 
+def tls_exchange(certs: Certs, port: int, request: bytes) -> RawResponse:
+    """Send raw bytes on a fresh TLS connection and read the response until the lb closes."""
+    with tls_connect(certs, port) as sock:
+        return exchange(sock, request)
+
+
 def read_head(sock: socket.socket, timeout: float = IO_TIMEOUT) -> tuple[RawResponse, bytes]:
     """Read one response head; returns it and any bytes that followed the head."""
     sock.settimeout(timeout)

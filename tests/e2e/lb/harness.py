@@ -10,7 +10,7 @@ import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import psutil
 import trustme
@@ -153,6 +153,8 @@ def listen_ports(config: dict[str, Any]) -> list[int]:
 class LbProcess:
     """`corral lb --config F` as a real process."""
 
+    live: ClassVar[set[LbProcess]] = set()  # started and not yet stopped
+
     def __init__(self, config: dict[str, Any], directory: Path) -> None:
         self.config = config
         self.config_path = directory / "lb.yml"
@@ -161,6 +163,7 @@ class LbProcess:
         self.process = ManagedProcess(
             corral_argv("lb", "--config", str(self.config_path)), cwd=REPO_ROOT, name="corral-lb"
         )
+        LbProcess.live.add(self)
 
     @property
     def port(self) -> int:
@@ -193,6 +196,7 @@ class LbProcess:
 
     def stop(self) -> None:
         self.process.stop()
+        LbProcess.live.discard(self)
 
 
 def lb_config(

@@ -22,15 +22,15 @@ from tests.e2e.lb.conftest import StartBackends, StartLb
 from tests.e2e.lb.harness import SERVER_NAME, Backend, Certs, LbProcess, lb_config
 
 
-@pytest.fixture
-def one_backend(backends: StartBackends) -> Backend:
-    return backends(1)[0]
+@pytest.fixture(scope="module")
+def one_backend(module_backends: StartBackends) -> Backend:
+    return module_backends(1)[0]
 
 
-@pytest.fixture
-def lb(certs: Certs, one_backend: Backend, start_lb: StartLb) -> LbProcess:
+@pytest.fixture(scope="module")
+def lb(certs: Certs, one_backend: Backend, module_start_lb: StartLb) -> LbProcess:
     """HTTPS proxy to one backend, a port-80-style redirect listener and a plain proxy listener."""
-    return start_lb(lb_config(certs, [one_backend], redirect=True, plain_proxy=True))
+    return module_start_lb(lb_config(certs, [one_backend], redirect=True, plain_proxy=True))
 
 
 # -- port 80 → 301 ---------------------------------------------------------------------------
@@ -184,7 +184,8 @@ def test_upstream_connection_reused(certs: Certs, one_backend: Backend, lb: LbPr
     with https_client(certs, lb.port) as client:
         connections = {echo_json(client)["connection"] for _ in range(10)}
     assert len(connections) == 1
-    assert one_backend.stats()["connections_accepted"] - before == 2  # the lb's, and this call
+    # this stats call, plus at most one new connection from the lb (none if one was pooled)
+    assert one_backend.stats()["connections_accepted"] - before in (1, 2)
 
 
 def test_upstream_connection_reused_across_clients(

@@ -22,14 +22,14 @@ SLOW_RATE = 30 * MiB  # bytes/s: several times slower than the lb can move data
 MEMORY_BOUND = 16 * MiB
 
 
-@pytest.fixture
-def backend(backends: StartBackends) -> Backend:
-    return backends(1)[0]
+@pytest.fixture(scope="module")
+def backend(module_backends: StartBackends) -> Backend:
+    return module_backends(1)[0]
 
 
-@pytest.fixture
-def lb(certs: Certs, backend: Backend, start_lb: StartLb) -> LbProcess:
-    return start_lb(lb_config(certs, [backend]))
+@pytest.fixture(scope="module")
+def lb(certs: Certs, backend: Backend, module_start_lb: StartLb) -> LbProcess:
+    return module_start_lb(lb_config(certs, [backend]))
 
 
 def test_response_chunks_arrive_as_sent(certs: Certs, lb: LbProcess) -> None:

@@ -12,10 +12,10 @@ from tests.e2e.lb.conftest import StartBackends, StartLb
 from tests.e2e.lb.harness import OTHER_NAME, SERVER_NAME, Certs, LbProcess, lb_config
 
 
-@pytest.fixture
-def tls_lb(certs: Certs, backends: StartBackends, start_lb: StartLb) -> LbProcess:
+@pytest.fixture(scope="module")
+def tls_lb(certs: Certs, module_backends: StartBackends, module_start_lb: StartLb) -> LbProcess:
     """An lb with two certificates (lb.test first, other.test second) and ALPN http/1.1."""
-    config = lb_config(certs, backends(1))
+    config = lb_config(certs, module_backends(1))
     config["servers"][0]["tls"] = {
         "certificates": [
             {"cert": str(certs.main.chain), "key": str(certs.main.key)},
@@ -24,7 +24,7 @@ def tls_lb(certs: Certs, backends: StartBackends, start_lb: StartLb) -> LbProces
         "protocols": ["TLSv1.2", "TLSv1.3"],
         "alpn": ["http/1.1"],
     }
-    return start_lb(config)
+    return module_start_lb(config)
 
 
 def peer_names(der: bytes | None) -> list[str]:
@@ -103,3 +103,20 @@ def test_alpn_selects_http_1_1(certs: Certs, tls_lb: LbProcess) -> None:
         context.wrap_socket(raw, server_hostname=SERVER_NAME) as sock,
     ):
         assert sock.selected_alpn_protocol() == "http/1.1"
+
+
+def test_tls_1_2_without_forward_secrecy_refused(certs: Certs, tls_lb: LbProcess) -> None:
+    """A TLS 1.2 client offering only a static-key CBC suite (AES128-SHA) cannot handshake."""
+    result = s_client(certs, tls_lb.port, "-tls1_2", "-cipher", "AES128-SHA:@SECLEVEL=0", "-brief")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "Protocol version: TLSv1.2" not in output
+
+
+def test_tls_1_2_ecdhe_aead_accepted(certs: Certs, tls_lb: LbProcess) -> None:
+    """A TLS 1.2 client offering ECDHE with AES-GCM handshakes with that suite."""
+    suite = "ECDHE-ECDSA-AES128-GCM-SHA256"
+    result = s_client(certs, tls_lb.port, "-tls1_2", "-cipher", suite, "-brief")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert f"Ciphersuite: {suite}" in output
