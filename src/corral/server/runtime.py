@@ -180,16 +180,25 @@ async def start(options: ServerOptions) -> Running:
     shown = f"[{address}]" if ":" in address else address
     say(f"listening on http://{shown}:{http_port} and https://{shown}:{https_port}")
     running = Running(ctx, listeners)
-    running.tasks.append(asyncio.create_task(_renew_certificates(ctx.certificates)))
+    running.tasks.append(asyncio.create_task(_renew_certificates(ctx)))
     return running
 
 
-async def _renew_certificates(certificates: ServingCertificates) -> None:
+async def _renew_certificates(ctx: ServerContext) -> None:
+    """Check the serving certificate every interval; a replaced generated CA is republished."""
     interval = float(os.environ.get(CERT_CHECK_INTERVAL_ENV, "") or CHECK_INTERVAL_SECONDS)
+    certificates = ctx.certificates
     while True:
         await asyncio.sleep(interval)
         try:
+            published_ca = isinstance(certificates, GeneratedCertificates) and (
+                ctx.cacerts_pem == certificates.ca_pem
+            )
             certificates.check()
+            if published_ca and ctx.cacerts_pem != certificates.ca_pem:
+                ctx.cacerts_pem = certificates.ca_pem
+                say(f"new CA {pki.common_name(certificates.ca_cert)} SHA256 "
+                    f"{pki.fingerprint_sha256(certificates.ca_cert)}")
         except Exception:
             log.exception("checking the serving certificate failed; will try again")
 
