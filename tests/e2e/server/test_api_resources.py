@@ -4,12 +4,23 @@ X-Forwarded-*, the public cacerts setting and the OpenAPI description, on a real
 from __future__ import annotations
 
 import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
 
 import httpx
 
 from tests.e2e.server.conftest import SHARED_SERVER_URL
-from tests.e2e.server.core_harness import CorralServer
-from tests.e2e.server.test_api_support import admin_token, api, create_user, login, unique
+from tests.e2e.server.core_harness import FQDN, CorralServer, curl
+from tests.e2e.server.test_api_support import (
+    admin_token,
+    api,
+    create_user,
+    login,
+    running_corral_lb,
+    unique,
+)
 
 
 def test_cacerts_setting_is_public_and_is_the_ca(shared_corral_server: CorralServer) -> None:
@@ -205,3 +216,71 @@ def test_openapi_and_root(shared_corral_server: CorralServer) -> None:
         root = client.get("/v3").json()
     assert root["links"]["users"] == f"{shared_corral_server.https_url}/v3/users"
     assert root["links"]["subscribe"].startswith("wss://")
+
+
+def test_links_through_real_seeds_nginx(shared_corral_server: CorralServer,
+                                        seeds_nginx: Any) -> None:
+    """Through NGINX with the seeds' config (Host $host, X-Forwarded-Port $server_port) the
+    links name the URL the client used, port included."""
+    nginx = seeds_nginx(shared_corral_server)
+    token = admin_token(shared_corral_server)
+    response = curl(*nginx.resolve(nginx.tls_port), "--cacert", str(nginx.ca),
+                    "-H", f"Authorization: Bearer {token}",
+                    f"https://{FQDN}:{nginx.tls_port}/v3/clusters")
+    assert response.status == 200, response.body
+    assert json.loads(response.body)["links"]["self"] == (
+        f"https://{FQDN}:{nginx.tls_port}/v3/clusters"
+    )
+
+
+def test_links_and_cookie_login_through_corral_lb(shared_corral_server: CorralServer,
+                                           tmp_path: Path) -> None:
+    """Through `corral lb` (Host with port, X-Forwarded-Proto https) links name the lb's URL,
+    and the login cookie path works end to end."""
+    with (
+        running_corral_lb(tmp_path, shared_corral_server.http_port) as (port, certs),
+        httpx.Client(verify=certs.client_context(), timeout=10) as client,
+    ):
+        base = f"https://localhost:{port}"
+        login_response = client.post(f"{base}/v3-public/localProviders/local?action=login",
+                                     json={"username": "admin", "responseType": "cookie",
+                                           "password": shared_corral_server.admin_password})
+        assert login_response.status_code == 200
+        assert "R_SESS" in client.cookies
+        clusters = client.get(f"{base}/v3/clusters")
+    assert clusters.status_code == 200
+    assert clusters.json()["links"]["self"] == f"https://localhost:{port}/v3/clusters"
+
+
+def test_restart_keeps_users_tokens_and_settings(start_corral_server: Any,
+                                                 tmp_path: Path) -> None:
+    """After a restart on the same data directory, users, tokens and settings are all back."""
+    data_dir, tls_dir = tmp_path / "keep-data", tmp_path / "keep-tls"
+    first: CorralServer = start_corral_server(data_dir=data_dir, tls_dir=tls_dir)
+    admin = admin_token(first)
+    user, user_token = create_user(first, admin)
+    with api(first, admin) as client:
+        assert client.put("/v3/settings/ui-pl", json={"value": "Kept"}).status_code == 200
+    first.stop()
+    second: CorralServer = start_corral_server(data_dir=data_dir, tls_dir=tls_dir)
+    assert "bootstrap password" not in second.output()
+    with api(second, admin) as client:
+        assert client.get("/v3/settings/ui-pl").json()["value"] == "Kept"
+        assert client.get(f"/v3/users/{user['id']}").json()["username"] == user["username"]
+    with api(second, user_token) as client:
+        assert client.get("/v3/users?me=true").json()["data"][0]["id"] == user["id"]
+
+
+def test_generated_bootstrap_password_must_be_changed(start_corral_server: Any) -> None:
+    """Without CORRAL_BOOTSTRAP_PASSWORD the printed random password logs in as an admin who
+    must change it."""
+    server: CorralServer = start_corral_server(env={"CORRAL_BOOTSTRAP_PASSWORD": ""})
+    found = re.search(r"bootstrap password for admin: (\S+)", server.output())
+    assert found, server.output()
+    session = login(server, "admin", found.group(1))
+    with api(server, session["token"]) as client:
+        me = client.get("/v3/users?me=true").json()["data"][0]
+        assert me["mustChangePassword"] is True and me["admin"] is True
+        changed = client.post("/v3/users?action=changepassword", json={
+            "currentPassword": found.group(1), "newPassword": "a-new-admin-password"})
+        assert changed.json()["mustChangePassword"] is False

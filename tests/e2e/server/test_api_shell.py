@@ -18,13 +18,17 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from tests.e2e.lb.harness import LbProcess, make_certs
 from tests.e2e.server.core_harness import (
     CorralServer,
     process_output,
     seeds_nginx_config,
 )
-from tests.e2e.server.test_api_support import admin_token, create_user, ws_connect
+from tests.e2e.server.test_api_support import (
+    admin_token,
+    create_user,
+    running_corral_lb,
+    ws_connect,
+)
 from tests.support.net import free_port, port_open, wait_until
 from tests.support.procs import ManagedProcess
 
@@ -248,25 +252,8 @@ def test_shell_idle_behind_seeds_nginx(
 def test_shell_idle_behind_corral_lb(shared_corral_server: CorralServer, tmp_path: Path) -> None:
     """Behind `corral lb` (read_timeout shortened), the shell survives a shorter idle and is
     cut after a longer one."""
-    certs = make_certs(tmp_path)
-    port = free_port()
-    config = {
-        "worker_processes": 1,
-        "upstreams": {"corral": {"servers": [f"127.0.0.1:{shared_corral_server.http_port}"]}},
-        "servers": [{
-            "listen": f"127.0.0.1:{port}",
-            "server_name": "lb.test",
-            "tls": {"certificates": [{"cert": str(certs.main.chain),
-                                      "key": str(certs.main.key)}]},
-            "proxy_pass": "corral",
-            "read_timeout": f"{PROXY_IDLE_TIMEOUT_S}s",
-        }],
-    }
-    lb_dir = tmp_path / "lb"
-    lb_dir.mkdir()
-    lb = LbProcess(config, lb_dir)
-    try:
-        lb.wait_listening()
+    timeout = f"{PROXY_IDLE_TIMEOUT_S}s"
+    with running_corral_lb(tmp_path, shared_corral_server.http_port, timeout) as (port, certs):
         token = admin_token(shared_corral_server)
         context = certs.client_context()
 
@@ -278,9 +265,6 @@ def test_shell_idle_behind_corral_lb(shared_corral_server: CorralServer, tmp_pat
             )
 
         assert_idle_behaviour(connect_shell)
-    finally:
-        lb.stop()
-        print(lb.output())
 
 
 def test_no_server_environment_leaks_into_the_shell(shared_corral_server: CorralServer) -> None:

@@ -3,15 +3,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import ssl
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 from websockets.sync.client import ClientConnection, connect
 
+from tests.e2e.lb.harness import Certs, LbProcess, make_certs
 from tests.e2e.server.core_harness import CorralServer
+from tests.support.net import free_port
 
 LOGIN_PATH = "/v3-public/localProviders/local?action=login"
 USER_PASSWORD = "user-password-123"
@@ -82,3 +87,38 @@ def receive_json(ws: ClientConnection, timeout: float = 10) -> dict[str, Any]:
     """The next JSON message (fails after `timeout` seconds)."""
     message: dict[str, Any] = json.loads(ws.recv(timeout=timeout))
     return message
+
+
+def corral_lb_config(certs: Certs, port: int, upstream_port: int,
+                     read_timeout: str = "900s") -> dict[str, Any]:
+    """A `corral lb` config: TLS on 127.0.0.1:`port` (lb.test) in front of one server's
+    HTTP port, as in the seeds' topology."""
+    return {
+        "worker_processes": 1,
+        "upstreams": {"corral": {"servers": [f"127.0.0.1:{upstream_port}"]}},
+        "servers": [{
+            "listen": f"127.0.0.1:{port}",
+            "server_name": "lb.test",
+            "tls": {"certificates": [{"cert": str(certs.main.chain),
+                                      "key": str(certs.main.key)}]},
+            "proxy_pass": "corral",
+            "read_timeout": read_timeout,
+        }],
+    }
+
+
+@contextlib.contextmanager
+def running_corral_lb(directory: Path, upstream_port: int,
+                      read_timeout: str = "900s") -> Iterator[tuple[int, Certs]]:
+    """`corral lb` in front of a server until the block ends: (its TLS port, its certs)."""
+    certs = make_certs(directory)
+    port = free_port()
+    lb_dir = directory / "lb"
+    lb_dir.mkdir()
+    lb = LbProcess(corral_lb_config(certs, port, upstream_port, read_timeout), lb_dir)
+    try:
+        lb.wait_listening()
+        yield port, certs
+    finally:
+        lb.stop()
+        print(f"--- corral lb output ---\n{lb.output()}")
