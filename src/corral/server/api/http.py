@@ -107,9 +107,14 @@ def action_of(request: Request, allowed: tuple[str, ...]) -> str | None:
 
 async def read_json(request: Request) -> dict[str, Any]:
     """The request body as a JSON object (an empty body is `{}`)."""
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        raise InvalidBodyContent(f"request body is larger than {MAX_BODY_BYTES} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise InvalidBodyContent(f"request body is larger than {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     if not raw.strip():
         return {}
     try:

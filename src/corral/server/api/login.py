@@ -77,16 +77,14 @@ class LoginAPI:
 
     async def list(self, request: Request) -> Response:
         """The auth providers (just `local`)."""
-        links = links_for(request)
-        response = collection_response(
+        return collection_response(
             request,
             resource_type="localProvider",
             collection=PROVIDERS,
-            items=[render_provider(links)],
+            items=[render_provider(links_for(request))],
             revision=None,
             create_allowed=False,
         )
-        return response
 
     async def get(self, request: Request) -> Response:
         """The local provider."""

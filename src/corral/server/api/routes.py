@@ -24,8 +24,8 @@ from corral.server.api.login import LoginAPI
 from corral.server.api.nodes import NodesAPI
 from corral.server.api.openapi import openapi_route
 from corral.server.api.records import Record
+from corral.server.api.settings import DEFINITIONS, SETTINGS, Settings, SettingsAPI
 from corral.server.api.settings import RESOURCE_TYPE as SETTING_TYPE
-from corral.server.api.settings import SETTINGS, Settings, SettingsAPI
 from corral.server.api.tokens import TokensAPI, render_token, token_visible
 from corral.server.api.users import UsersAPI, render_user, user_visible
 from corral.server.auth_users import TOKENS, USERS, Accounts, Principal
@@ -58,8 +58,6 @@ def event_kinds(settings: Settings, clusters: Clusters) -> dict[str, EventKind]:
         return principal.admin
 
     def known_setting(principal: Principal, record: Record) -> bool:
-        from corral.server.api.settings import DEFINITIONS
-
         return record.id in DEFINITIONS and DEFINITIONS[record.id].writable
 
     return {
