@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 import time
@@ -16,8 +17,12 @@ ADDRESS_CACHE_SECONDS = 60.0
 """The host's addresses are read again after this long (DHCP, new interfaces)."""
 
 
-def local_names() -> list[str]:
-    """The host's own DNS names (short name and FQDN), lower-case, without duplicates."""
+@functools.cache
+def local_names() -> tuple[str, ...]:
+    """The host's own DNS names (short name and FQDN), lower-case, without duplicates.
+
+    Read once per process (the FQDN may need a DNS lookup, which must not block the event loop
+    later); a renamed host is picked up at the next start."""
     names: list[str] = []
     for name in (socket.gethostname(), socket.getfqdn()):
         parsed = parse_host(name)
@@ -25,7 +30,7 @@ def local_names() -> list[str]:
             continue
         if parsed.name not in names:
             names.append(parsed.name)
-    return names
+    return tuple(names)
 
 
 def local_addresses() -> list[str]:
@@ -82,6 +87,7 @@ class ServedHosts:
         self._certificate_covers = certificate_covers
         self._local: frozenset[str] = frozenset()
         self._read_at = -ADDRESS_CACHE_SECONDS
+        self._local_identity()  # read names now, at start-up, not in the first request
 
     def _local_identity(self) -> frozenset[str]:
         now = time.monotonic()
