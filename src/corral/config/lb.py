@@ -25,6 +25,8 @@ DEFAULT_UPSTREAM_KEEPALIVE = 128
 DEFAULT_FAIL_TIMEOUT_S = 10.0
 DEFAULT_CHECK_INTERVAL_S = 5.0
 DEFAULT_CHECK_TIMEOUT_S = 2.0
+DEFAULT_DRAIN_TIMEOUT_S = 300.0
+DEFAULT_SHUTDOWN_TIMEOUT_S = 10.0
 
 _HOSTPORT = re.compile(
     r"^(?:\[(?P<ip6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9_.-]+)):(?P<port>\d{1,5})$"
@@ -163,6 +165,25 @@ def listen_address(value: str | int) -> tuple[str, int]:
     return split_host_port(value)
 
 
+class Metrics(_Strict):
+    """The admin listener that serves Prometheus metrics."""
+
+    listen: str | int = Field(description="a port (on 127.0.0.1) or address:port")
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str | int) -> str | int:
+        listen_address(value)
+        return value
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """(bind address, port); a bare port binds 127.0.0.1, not every interface."""
+        if isinstance(self.listen, int) or str(self.listen).strip().isdigit():
+            return "127.0.0.1", int(self.listen)
+        return listen_address(self.listen)
+
+
 class LbConfig(_Strict):
     """The whole `corral lb` configuration file."""
 
@@ -173,6 +194,10 @@ class LbConfig(_Strict):
     keepalive_timeout: Duration = Field(DEFAULT_KEEPALIVE_TIMEOUT_S, gt=0)
     max_header_size: Size = Field(DEFAULT_MAX_HEADER_SIZE_BYTES, ge=1024)
     access_log: str = Field("stdout", description='"stdout", "off" or a file path')
+    pid_file: str | None = Field(None, description="where the master writes its pid")
+    drain_timeout: Duration = Field(DEFAULT_DRAIN_TIMEOUT_S, gt=0)
+    shutdown_timeout: Duration = Field(DEFAULT_SHUTDOWN_TIMEOUT_S, ge=0)
+    metrics: Metrics | None = None
     upstreams: dict[str, Upstream] = Field(default_factory=dict)
     servers: list[Server] = Field(min_length=1)
 

@@ -16,9 +16,12 @@ from corral.proxy.access_log import AccessLog
 from corral.proxy.health import HealthChecker
 from corral.proxy.http1 import ClientConnection
 from corral.proxy.listener import ListenerSpec, router, tls_context
+from corral.proxy.stats import WorkerStats
 from corral.proxy.upstream import UpstreamPool
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from corral.proxy.exchange import Exchange
 
 TLS_HANDSHAKE_TIMEOUT_S = 30.0
@@ -45,6 +48,9 @@ class Engine:
         self.access_log = AccessLog(config.access_log)
         self.health = HealthChecker(list(self.pools.values()))
         self.servers: list[asyncio.Server] = []
+        self.stats = WorkerStats()
+        self.draining = False
+        self.on_tick: list[Callable[[], None]] = []
         self._tick_handle: asyncio.TimerHandle | None = None
         self._tick_s = self._tick_interval(config)
 
@@ -87,18 +93,43 @@ class Engine:
                 self.note_error(f"timer check failed: {exc!r}")
                 client.abort()
         self.access_log.flush()
+        for hook in self.on_tick:
+            try:
+                hook()
+            except Exception as exc:
+                self.note_error(f"tick hook failed: {exc!r}")
         self._tick_handle = self.loop.call_later(self._tick_s, self._tick)
 
-    async def stop(self, grace_s: float = 10.0) -> None:
-        """Stop accepting, let requests in flight finish (up to `grace_s`), close the rest."""
+    def stop_accepting(self) -> None:
+        """Close the listening servers (the sockets stay open in the master for new workers);
+        responses from now on close their connections."""
+        self.draining = True
         for server in self.servers:
             server.close()
+        self.servers.clear()
+
+    async def drain(self, timeout_s: float) -> None:
+        """Reload: stop accepting, let every connection finish — requests, and WebSockets until
+        they close — for at most `timeout_s`, then close what is left."""
+        self.stop_accepting()
+        deadline = self.loop.time() + timeout_s
+        while self.clients and self.loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        await self._close_everything()
+
+    async def shutdown(self, grace_s: float) -> None:
+        """SIGTERM: stop accepting, close idle connections, finish requests in flight (at most
+        `grace_s`), then close everything, tunnels included."""
+        self.stop_accepting()
         for client in list(self.clients):
             if client.exchange is None and client.tunnel is None:
                 client.transport.close()
         deadline = self.loop.time() + grace_s
         while self.loop.time() < deadline and any(c.exchange is not None for c in self.clients):
             await asyncio.sleep(0.05)
+        await self._close_everything()
+
+    async def _close_everything(self) -> None:
         for client in list(self.clients):
             client.abort()
         await self.health.stop()
@@ -107,11 +138,23 @@ class Engine:
                 endpoint.close_idle()
         if self._tick_handle is not None:
             self._tick_handle.cancel()
+        for hook in self.on_tick:  # a last publication of the numbers
+            try:
+                hook()
+            except Exception as exc:
+                self.note_error(f"tick hook failed: {exc!r}")
         self.access_log.close()
 
     # -- logging ---------------------------------------------------------------------------------
     def log_exchange(self, exchange: Exchange) -> None:
-        """One access-log line for a finished (or abandoned) exchange."""
+        """Count a finished (or abandoned) exchange and write its access-log line."""
+        self.stats.record(
+            exchange.pool.name if exchange.pool is not None else "-",
+            exchange.status,
+            time.monotonic() - exchange.started,
+            exchange.bytes_sent,
+            exchange.bytes_received,
+        )
         if self.access_log.enabled:
             self.access_log.log(
                 exchange.client.client_ip,

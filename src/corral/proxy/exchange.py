@@ -30,6 +30,7 @@ class Exchange:
     """A request being proxied, from its head to the end of its response."""
 
     __slots__ = (
+        "bytes_received",
         "bytes_sent",
         "chunked",
         "client",
@@ -103,6 +104,7 @@ class Exchange:
         self.close_after = False
         self.status = 0
         self.bytes_sent = 0
+        self.bytes_received = 0
         self.upstream_last = client.engine.now
 
     # -- request direction ---------------------------------------------------------------------
@@ -196,6 +198,7 @@ class Exchange:
 
     def send_body(self, chunk: bytes) -> None:
         """A piece of the request body from the client (already de-chunked by the parser)."""
+        self.bytes_received += len(chunk)
         if self.chunked:
             chunk = b"%x\r\n%s\r\n" % (len(chunk), chunk)
         replay = self.replay

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from corral.proxy.upstream_conn import UpstreamConnection
 
 WRITE_HIGH_WATER_BYTES = 64 * 1024
+DRAIN_IDLE_CLOSE_S = 1.0  # while draining, idle keep-alive connections close after this
 _LAST_CHUNK = b"0\r\n\r\n"
 
 # Why reading from the client is paused (a bit mask: reading resumes when all are clear).
@@ -301,7 +302,12 @@ class ClientConnection(asyncio.Protocol):
     # -- the Downstream interface (what exchanges call) -------------------------------------------
     def _closes_after(self, exchange: Exchange) -> bool:
         # The parser is mid-body, switched protocols, or the client asked to close.
-        return not exchange.request_done or not exchange.keep_alive or exchange.upgrade is not None
+        return (
+            not exchange.request_done
+            or not exchange.keep_alive
+            or exchange.upgrade is not None
+            or self.engine.draining
+        )
 
     def send_interim(self, exchange: Exchange, status: int, reason: bytes) -> None:
         """Relay 1xx to HTTP/1.1 clients (HTTP/1.0 has none)."""
@@ -521,7 +527,9 @@ class ClientConnection(asyncio.Protocol):
                 )
                 self.engine.log_rejected(self.client_ip, REQUEST_TIMEOUT.code)
                 self._close_soon()
-        elif now - self.last_active > self.engine.keepalive_timeout:
+        elif now - self.last_active > (
+            DRAIN_IDLE_CLOSE_S if self.engine.draining else self.engine.keepalive_timeout
+        ):
             self.transport.close()
 
     @staticmethod
