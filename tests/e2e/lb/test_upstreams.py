@@ -213,3 +213,23 @@ def test_killed_backend_no_failed_requests_then_readmitted(
     assert len(traffic.results) > 60
     # the restarted process was ejected until `rise` checks passed, so no request came first
     assert traffic.first_checks["b1"] >= RISE
+
+
+def test_passive_ejection_and_retry_after_fail_timeout(
+    certs: Certs, backends: StartBackends, start_lb: StartLb
+) -> None:
+    """Without active checks: a dead endpoint costs no failed request and is retried later."""
+    victim, other = backends(2)
+    upstream = {"max_fails": 1, "fail_timeout": "1s"}
+    lb = start_lb(lb_config(certs, [victim, other], upstream=upstream))
+    with Traffic(certs, lb.port) as traffic:
+        wait_until(lambda: len(traffic.served_since(0)) == 2, timeout=30, what="both serving")
+        victim.kill()
+        mark = len(traffic.results)
+        wait_until(lambda: len(traffic.results) - mark >= 30, timeout=60, what="traffic")
+        victim.start()
+        victim.wait_ready()
+        mark = len(traffic.results)
+        wait_until(lambda: "b1" in traffic.served_since(mark), timeout=60, what="b1 retried")
+    failures = [r for r in traffic.results if r[0] != 200]
+    assert not traffic.errors and not failures, (traffic.errors[:5], failures[:5])
