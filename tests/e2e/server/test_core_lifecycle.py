@@ -63,6 +63,26 @@ def test_signal_stops_gracefully(start_corral_server: StartServer, sig: int) -> 
     assert server.output().rstrip().endswith("corral server: stopped")
 
 
+def test_sigterm_closes_open_websockets(start_corral_server: StartServer) -> None:
+    """An open /v3/subscribe WebSocket is closed with 1012 (service restart) on SIGTERM and
+    the server still exits 0."""
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    server = start_corral_server()
+    token = server.login_token()
+    with connect(f"ws://127.0.0.1:{server.http_port}/v3/subscribe",
+                 additional_headers={"Authorization": f"Bearer {token}", **SECURE},
+                 open_timeout=10) as socket_:
+        server.proc.signal(signal.SIGTERM)
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                socket_.recv(timeout=15)
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1012
+    assert server.proc.proc.wait(timeout=20) == 0
+
+
 def test_generated_password_is_printed_once(start_corral_server: StartServer) -> None:
     """Without CORRAL_BOOTSTRAP_PASSWORD a password is generated, printed once, works, and must
     be changed; after a restart it is not printed again and still works."""
