@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from corral.server.audit import AuditLog, AuditSettings
+from corral.server.audit_record import RawBody, RawHeaders, render_line
 from corral.server.audit_rotate import backup_name, list_backups, parse_backup
 
 
@@ -153,3 +154,43 @@ def test_log_file_is_private(tmp_path: Path) -> None:
     log.write({"x": 1})
     log.close()
     assert (tmp_path / "sub" / "a.log").stat().st_mode & 0o777 == 0o600
+
+
+def line_of(record: dict[str, object]) -> dict[str, object]:
+    """The decoded line render_line makes of `record` (which must be one line)."""
+    line = render_line(record)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    decoded = json.loads(line)
+    assert isinstance(decoded, dict)
+    return decoded
+
+
+def body_of(data: bytes, content_type: str, *, from_server: bool) -> RawBody:
+    """A captured body with the given bytes and content type."""
+    body = RawBody(RawHeaders([(b"content-type", content_type.encode())]), from_server=from_server)
+    body.add(data, 1 << 20)
+    return body
+
+
+def test_bodies_always_render_to_one_valid_line() -> None:
+    """Pretty-printed, invalid and secret-bearing JSON bodies all give one parseable line."""
+    pretty = b'{\n  "a": 1,\n  "b": [1, 2]\n}'
+    broken = b'{"password": "hunter2", "a": '
+    secret = b'{"data": [{"Token": "t1"}]}'
+    record = {
+        "auditID": "x",
+        "requestBody": body_of(broken, "application/json", from_server=False),
+        "responseBody": body_of(pretty, "application/json", from_server=True),
+    }
+    decoded = line_of(record)
+    assert decoded["responseBody"] == {"a": 1, "b": [1, 2]}
+    assert decoded["requestBody"] == '{"password": "[redacted]", "a": '
+    redacted = line_of({"responseBody": body_of(secret, "application/json", from_server=True)})
+    assert redacted == {"responseBody": {"data": [{"Token": "[redacted]"}]}}
+
+
+def test_a_clients_invalid_json_is_never_spliced_raw() -> None:
+    """A request body that only looks like JSON is parsed, found invalid, and logged as text."""
+    sneaky = b'{"a": 1}, "injected": {"b": 2}'
+    decoded = line_of({"requestBody": body_of(sneaky, "application/json", from_server=False)})
+    assert decoded == {"requestBody": sneaky.decode()}

@@ -108,3 +108,10 @@ def test_settings_built_in_code_are_validated_too() -> None:
     """Constructing settings directly (the CLI flags path) applies the same ranges."""
     with pytest.raises(ValueError, match="AUDIT_LEVEL=7"):
         AuditSettings(level=7)
+
+
+def test_escaped_secret_key_is_still_redacted() -> None:
+    """A key spelled with \\u escapes ("pass\\u0077ord") is decoded and redacted."""
+    assert redact_body(b'{"pass\\u0077ord": "x", "a": 1}', "application/json") == {
+        "password": "[redacted]", "a": 1
+    }

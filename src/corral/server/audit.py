@@ -11,6 +11,7 @@ Levels: 0 off, 1 metadata, 2 + request body, 3 + response body.
 
 from __future__ import annotations
 
+import random
 import time
 import uuid
 from collections.abc import Callable
@@ -18,7 +19,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from corral.server.audit_log import AuditLog, RawBody, RawHeaders, Timestamp, render_line
+from corral.server.audit_log import AuditLog
+from corral.server.audit_record import RawBody, RawHeaders, Timestamp, render_line
 from corral.server.audit_redact import REDACTED, redact_body, redact_headers
 from corral.server.audit_settings import (
     LEVEL_REQUEST_BODY,
@@ -46,6 +48,16 @@ AUDITED_PREFIXES = ("/v3", "/v3-public", "/meta")
 # ASGI: a WebSocket closed before it was accepted is answered with HTTP 403.
 _WEBSOCKET_DENIED = 403
 _WEBSOCKET_ACCEPTED = 101
+
+
+# IDs from a seeded PRNG, not uuid4(): os.urandom releases the GIL on every call, which is a
+# chance for any other thread to hold the event loop up. Audit IDs need uniqueness, not secrecy.
+_ids = random.Random()
+
+
+def new_audit_id() -> str:
+    """A random (version 4) UUID string."""
+    return str(uuid.UUID(int=_ids.getrandbits(128), version=4))
 
 
 def default_audited(path: str) -> bool:
@@ -86,7 +98,9 @@ class _Exchange:
         self.req_headers = RawHeaders(list(scope.get("headers", ())))
         self.req_body = RawBody(self.req_headers) if level >= LEVEL_REQUEST_BODY else None
         self.resp_headers = RawHeaders([])
-        self.resp_body = RawBody(self.resp_headers) if level >= LEVEL_RESPONSE_BODY else None
+        self.resp_body = (
+            RawBody(self.resp_headers, from_server=True) if level >= LEVEL_RESPONSE_BODY else None
+        )
         self.code = 0
 
     def response_started(self, status: int, headers: Any) -> None:
@@ -96,7 +110,7 @@ class _Exchange:
     def record(self) -> dict[str, Any]:
         scope = self.scope
         record: dict[str, Any] = {
-            "auditID": str(uuid.uuid4()),
+            "auditID": new_audit_id(),
             "requestURI": _request_uri(scope),
             "user": _user(scope),
             "method": scope.get("method", "GET"),

@@ -1,24 +1,23 @@
-"""The audit file writer: a bounded backlog drained by one writer thread.
+"""The audit file writer: records become JSON lines in `write()`, a writer thread does the I/O.
 
-`AuditLog.write()` only appends to the backlog (a lock and a deque), so the event loop never waits
-on the disk. The writer thread renders records to JSON lines (redaction and timestamp formatting
-happen here, off the request path), writes each batch with one `os.write`, and rotates the file by
-size. A full backlog drops the record; an I/O error drops the batch; both are counted in
-`stats()`, and neither ever reaches the caller.
+`AuditLog.write()` renders the record (redaction and timestamp formatting happen here, after
+the response has gone) and appends the line to a bounded backlog, so the event loop never waits
+on the disk. The writer thread wakes at most every BATCH_INTERVAL_SECONDS, writes the waiting
+lines with one `os.write` per file, and rotates by size. A full backlog drops the record; an I/O
+error drops the batch; both are counted in `stats()`, and neither ever reaches the caller.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
-import json
 import os
 import threading
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from corral.server.audit_redact import redact_body, redact_headers
+from corral.server.audit_record import render_line
 from corral.server.audit_rotate import prune, rotate
 from corral.server.audit_settings import AuditSettings
 
@@ -26,82 +25,8 @@ from corral.server.audit_settings import AuditSettings
 MAX_BACKLOG_RECORDS = 100_000
 #: Body bytes waiting for the writer before new records are dropped.
 MAX_BACKLOG_BYTES = 64 * 1024 * 1024
-
-
-class Timestamp:
-    """A time.time() value rendered as RFC 3339 UTC with microseconds, by the writer thread."""
-
-    __slots__ = ("seconds",)
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-
-    def render(self) -> str:
-        return datetime.fromtimestamp(self.seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-class RawHeaders:
-    """ASGI header pairs, redacted by the writer thread."""
-
-    __slots__ = ("pairs",)
-
-    def __init__(self, pairs: list[tuple[bytes, bytes]]) -> None:
-        self.pairs = pairs
-
-    def render(self) -> dict[str, list[str]]:
-        return redact_headers((n.decode("latin-1"), v.decode("latin-1")) for n, v in self.pairs)
-
-    def content_type(self) -> str:
-        for name, value in self.pairs:
-            if name.lower() == b"content-type":
-                return value.decode("latin-1")
-        return ""
-
-
-class RawBody:
-    """Body chunks as they passed through (the first `limit` bytes), redacted by the writer."""
-
-    __slots__ = ("chunks", "headers", "size", "truncated")
-
-    def __init__(self, headers: RawHeaders) -> None:
-        self.chunks: list[bytes] = []
-        self.headers = headers
-        self.size = 0
-        self.truncated = False
-
-    def add(self, chunk: bytes, limit: int) -> None:
-        room = limit - self.size
-        if room <= 0:
-            self.truncated = self.truncated or bool(chunk)
-            return
-        if len(chunk) > room:
-            chunk, self.truncated = chunk[:room], True
-        self.chunks.append(chunk)
-        self.size += len(chunk)
-
-    def render(self) -> Any:
-        return redact_body(b"".join(self.chunks), self.headers.content_type())
-
-
-def _render(value: object) -> Any:
-    if isinstance(value, Timestamp | RawHeaders | RawBody):
-        return value.render()
-    raise TypeError(f"audit record value of type {type(value).__name__} is not JSON")
-
-
-def render_line(record: dict[str, Any]) -> bytes:
-    """One record as a JSON line; deferred values (Timestamp, RawHeaders, RawBody) rendered."""
-    text = json.dumps(record, default=_render, ensure_ascii=False, separators=(",", ":"))
-    return text.encode("utf-8", "replace") + b"\n"
-
-
-def record_weight(record: dict[str, Any]) -> int:
-    """Approximate bytes a record holds while it waits (its bodies dominate)."""
-    weight = 512
-    for value in record.values():
-        if isinstance(value, RawBody):
-            weight += value.size
-    return weight
+#: How long the writer lets records gather after writing a batch (the flush latency).
+BATCH_INTERVAL_SECONDS = 0.02
 
 
 class AuditLog:
@@ -113,9 +38,11 @@ class AuditLog:
         self.path = Path(settings.path)
         self.max_bytes = rotate_bytes or settings.max_size_mb * 1024 * 1024
         self._lock = threading.Condition(threading.Lock())
-        self._backlog: collections.deque[tuple[dict[str, Any], int]] = collections.deque()
+        self._backlog: collections.deque[bytes] = collections.deque()
         self._backlog_bytes = 0
         self._closing = False
+        self._writer_idle = False
+        self._stopping = threading.Event()
         self._counts = {"written": 0, "dropped": 0, "errors": 0, "rotations": 0}
         self._fd: int | None = None
         self._size = 0
@@ -127,20 +54,27 @@ class AuditLog:
         self._thread.start()
 
     def write(self, record: dict[str, Any]) -> None:
-        """Queue one record (it must not be changed afterwards). Never raises, never waits on
-        the disk; a record that does not fit the backlog is dropped and counted."""
-        weight = record_weight(record)
+        """Render one record to its JSON line and queue it for the writer thread. Never raises,
+        never waits on the disk; a record that does not fit the backlog is dropped and counted.
+
+        Rendering happens here, on the caller's thread, on purpose: a second thread rendering
+        would hold the GIL while the event loop waits for it after every socket call."""
+        try:
+            line = render_line(record)
+        except Exception as exc:  # a caller's odd value must not reach the request
+            self._failed(f"cannot render an audit record: {exc}", 1)
+            return
         with self._lock:
             if (
                 self._closing
                 or len(self._backlog) >= MAX_BACKLOG_RECORDS
-                or self._backlog_bytes + weight > MAX_BACKLOG_BYTES
+                or self._backlog_bytes + len(line) > MAX_BACKLOG_BYTES
             ):
                 self._counts["dropped"] += 1
                 return
-            self._backlog.append((record, weight))
-            self._backlog_bytes += weight
-            if len(self._backlog) == 1:
+            self._backlog.append(line)
+            self._backlog_bytes += len(line)
+            if len(self._backlog) == 1 and self._writer_idle:
                 self._lock.notify()
 
     def stats(self) -> dict[str, int]:
@@ -153,6 +87,7 @@ class AuditLog:
         with self._lock:
             self._closing = True
             self._lock.notify()
+        self._stopping.set()
         self._thread.join()
 
     # -- writer thread -------------------------------------------------------------------------
@@ -161,18 +96,23 @@ class AuditLog:
         while True:
             with self._lock:
                 while not self._backlog and not self._closing:
+                    self._writer_idle = True
                     self._lock.wait()
+                    self._writer_idle = False
                 batch = list(self._backlog)
                 self._backlog.clear()
                 self._backlog_bytes = 0
                 done = self._closing
             if batch:
                 try:
-                    self._write_batch([record for record, _ in batch])
+                    self._write_batch(batch)
                 except Exception as exc:  # keep the writer alive whatever happens
                     self._failed(f"audit writer error: {exc!r}", len(batch))
             if done and not batch:
                 break
+            # Let the next batch gather: one wake-up per interval instead of one per record
+            # (waking a thread per record costs the event loop more than rendering it).
+            self._stopping.wait(BATCH_INTERVAL_SECONDS)
         if self._fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
@@ -182,13 +122,7 @@ class AuditLog:
         with self._lock:
             self._counts[name] += amount
 
-    def _write_batch(self, records: list[dict[str, Any]]) -> None:
-        lines: list[bytes] = []
-        for record in records:
-            try:
-                lines.append(render_line(record))
-            except Exception as exc:  # a caller's odd value must not stop the log
-                self._failed(f"cannot render an audit record: {exc}", 1)
+    def _write_batch(self, lines: list[bytes]) -> None:
         start = 0
         while start < len(lines):
             end = self._fitting(lines, start)

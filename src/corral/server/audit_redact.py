@@ -5,6 +5,7 @@ Pure functions; the audit writer thread calls them, never the request path.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable
@@ -29,14 +30,20 @@ def canonical_header_name(name: str) -> str:
     return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
 
 
+@functools.lru_cache(maxsize=1024)
+def _logged_name(name: str) -> str | None:
+    """The canonical name a header is logged under, or None when it is dropped."""
+    return None if name.lower() in DROPPED_HEADERS else canonical_header_name(name)
+
+
 def redact_headers(headers: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
     """Headers as {Canonical-Name: [values]} without Cookie, Authorization, Set-Cookie (and
     Proxy-Authorization), in any letter case."""
     result: dict[str, list[str]] = {}
     for name, value in headers:
-        if name.lower() in DROPPED_HEADERS:
-            continue
-        result.setdefault(canonical_header_name(name), []).append(value)
+        logged = _logged_name(name)
+        if logged is not None:
+            result.setdefault(logged, []).append(value)
     return result
 
 
@@ -57,6 +64,15 @@ def scrub_json_text(text: str) -> str:
     return _SECRET_MEMBER.sub(lambda m: m.group(1) + '"' + REDACTED + '"', text)
 
 
+def may_hold_secret_keys(body: bytes) -> bool:
+    """False only when no JSON key in `body` can match SECRET_KEY: none of the words appears
+    (ASCII case-folded) and nothing is \\u-escaped (an escape could spell one)."""
+    if b"\\u" in body:
+        return True
+    lowered = body.lower()
+    return b"password" in lowered or b"token" in lowered or b"kubeconfig" in lowered
+
+
 def _is_json(content_type: str, body: bytes) -> bool:
     if "json" in content_type:
         return True
@@ -72,9 +88,10 @@ def redact_body(body: bytes, content_type: str) -> Any:
     kind = content_type.split(";", 1)[0].strip().lower()
     if _is_json(kind, body):
         try:
-            return redact_json(json.loads(body))
+            decoded = json.loads(body)
         except ValueError:
             return scrub_json_text(body.decode("utf-8", "replace"))
+        return redact_json(decoded) if may_hold_secret_keys(body) else decoded
     text = body.decode("utf-8", "replace")
     if kind == "application/x-www-form-urlencoded":
         pairs = parse_qsl(text, keep_blank_values=True)
