@@ -3,8 +3,8 @@
 `AuditMiddleware` is a pure ASGI middleware that watches messages go by, copies at most
 `BODY_LIMIT` bytes of each body (marking truncation) and never holds a message back, so streaming
 responses and WebSockets behave exactly as without it. The record is handed to `AuditLog.write()`
-with its expensive parts deferred (header redaction, body decoding and redaction, timestamp
-formatting): the writer thread does them, not the request path.
+once the response has gone, with its expensive parts still raw (header redaction, body redaction,
+timestamp formatting happen in `audit_record.render_line`); the file I/O is the writer thread's.
 
 Levels: 0 off, 1 metadata, 2 + request body, 3 + response body.
 """

@@ -1,6 +1,6 @@
 """What the audit log must never record: credential headers and secret-looking JSON values.
 
-Pure functions; the audit writer thread calls them, never the request path.
+Pure functions, called when a record is rendered (after its response has been sent).
 """
 
 from __future__ import annotations
