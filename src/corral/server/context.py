@@ -26,5 +26,5 @@ class ServerContext:
     audit: Any = None
     # corral.server.certs.ServingCertificates behind the HTTPS listener (None in unit tests).
     certificates: Any = None
-    # Free-form extras parts may hang here (e.g. the serving-certificate manager).
+    # Free-form extras parts may hang here.
     extras: dict[str, Any] = field(default_factory=dict)
