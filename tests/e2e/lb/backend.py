@@ -10,7 +10,8 @@ listening. Endpoints:
 - ``/bytes/<n>``: n bytes of ``pattern_bytes`` with Content-Length, streamed in chunks
 - ``/chunked/<n>``: the same bytes with Transfer-Encoding chunked
 - ``/upload[?slow=KiB/s]``: reads the body (throttled when asked), answers {length, sha256}
-- ``/status/<code>``, ``/delay/<seconds>``
+- ``/status/<code>[?header=Name:Value…]``: that status, with extra response headers
+- ``/delay/<seconds>``
 - ``/stream?chunks=N&interval=S``: N chunked lines spaced S seconds apart, each carrying the
   wall-clock time it was sent
 - ``/ws``: WebSocket echo (h11 handshake, then wsproto frames)
@@ -278,9 +279,9 @@ class HttpConnection:
             )
         elif m := re.fullmatch(r"/status/(\d{3})", path):
             status = int(m.group(1))
-            await self.respond(
-                status, b"" if status in (204, 304) else f"status {status}\n".encode()
-            )
+            extra = [tuple(h.split(":", 1)) for h in query.get("header", []) if ":" in h]
+            body = b"" if status in (204, 304) else f"status {status}\n".encode()
+            await self.respond(status, body, extra=[(n, v) for n, v in extra])
         elif m := re.fullmatch(r"/delay/(\d+(?:\.\d+)?)", path):
             await asyncio.sleep(float(m.group(1)))
             await self.respond_json(200, {"delayed": float(m.group(1)), "backend": self.stats.name})

@@ -163,16 +163,31 @@ def test_plain_listener_forwards_proto_http(lb: LbProcess) -> None:
     assert header_values(headers, "host") == [f"{SERVER_NAME}:{port}"]
 
 
-def test_response_has_no_upstream_connection_headers(certs: Certs, lb: LbProcess) -> None:
-    """The client gets a keep-alive response without the upstream's Connection headers."""
+def test_upstream_keep_alive_headers_not_forwarded(certs: Certs, lb: LbProcess) -> None:
+    """The upstream's Connection/Keep-Alive response headers do not reach the client."""
+    query = "?header=Keep-Alive:timeout%3D5,%20max%3D100&header=Connection:keep-alive"
     with tls_connect(certs, lb.port) as sock:
-        sock.sendall(get_request("/status/200"))
+        sock.sendall(get_request("/status/200" + query))
         first = read_response(sock)
         sock.sendall(get_request("/status/204"))
         second = read_response(sock)
     assert (first.status, second.status) == (200, 204)
     assert first.header("keep-alive") is None
     assert (first.header("connection") or "keep-alive").lower() == "keep-alive"
+
+
+def test_upstream_connection_close_does_not_close_client(
+    certs: Certs, one_backend: Backend, lb: LbProcess
+) -> None:
+    """An upstream answering Connection: close does not end the client's keep-alive connection."""
+    with tls_connect(certs, lb.port) as sock:
+        sock.sendall(get_request("/status/200?header=Connection:close"))
+        first = read_response(sock)
+        sock.sendall(get_request("/echo"))
+        second = read_response(sock)
+    assert first.status == 200
+    assert (first.header("connection") or "keep-alive").lower() == "keep-alive"
+    assert second.status == 200
 
 
 # -- upstream keep-alive ----------------------------------------------------------------------
