@@ -6,17 +6,20 @@ import asyncio
 import io
 import json
 import shutil
+import subprocess
 import sys
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from corral.server.backup import BackupError, backup, read_manifest, restore
 from corral.store.sqlite import SqliteStore
+from tests.e2e.server.core_harness import start_server
 from tests.support.net import wait_until
-from tests.support.procs import ManagedProcess
+from tests.support.procs import ManagedProcess, corral_argv
 
 # Owns the data directory like a server: puts /k/<i> in a loop and prints each revision.
 WRITER = """
@@ -183,3 +186,43 @@ def test_manifest_lists_version_time_revision_and_checksums(
     assert manifest["storeRevision"] == 0
     assert [f["path"] for f in manifest["files"]] == ["tls/cert.pem", "tls/key.pem"]
     assert all(len(f["sha256"]) == 64 for f in manifest["files"])
+
+
+def run_corral(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run the `corral` command to completion."""
+    return subprocess.run(corral_argv(*args), capture_output=True, text=True, timeout=60)
+
+
+def test_cli_round_trip_with_a_running_server(tmp_path: Path) -> None:
+    """`corral server backup` of a running server, wipe, `corral server restore`, restart:
+    the same CA, the old token still works and a changed setting is back."""
+    base = tmp_path / "srv"
+    server = start_server(base)
+    archive = tmp_path / "backups" / "corral.tar.gz"
+    data_dir = str(server.data_dir)
+    try:
+        token = server.login_token()
+        headers = {"X-Forwarded-Proto": "https", "Authorization": f"Bearer {token}"}
+        with httpx.Client(base_url=server.http_url, headers=headers, timeout=10) as client:
+            assert client.put("/v3/settings/ui-pl", json={"value": "Ranch"}).is_success
+        ca_before = server.ca_path.read_text()
+        made = run_corral("server", "backup", "--data-dir", data_dir, "--out", str(archive))
+        assert made.returncode == 0, made.stderr
+        refused = run_corral(
+            "server", "restore", "--data-dir", data_dir, "--from", str(archive), "--force"
+        )
+        assert refused.returncode != 0
+        assert "in use by a running corral server" in refused.stderr
+    finally:
+        server.stop()
+    shutil.rmtree(server.data_dir)
+    restored = run_corral("server", "restore", "--data-dir", data_dir, "--from", str(archive))
+    assert restored.returncode == 0, restored.stderr
+    again = start_server(base, data_dir=server.data_dir)
+    try:
+        assert again.ca_path.read_text() == ca_before
+        with httpx.Client(base_url=again.http_url, headers=headers, timeout=10) as client:
+            setting = client.get("/v3/settings/ui-pl")
+        assert setting.status_code == 200 and setting.json()["value"] == "Ranch"
+    finally:
+        again.stop()
