@@ -82,7 +82,11 @@ def _user(scope: Scope) -> dict[str, Any]:
     user = state.get("user") if isinstance(state, dict) else None
     if not isinstance(user, dict):
         return {"name": "", "group": []}
-    return {"name": str(user.get("name", "")), "group": list(user.get("group") or [])}
+    groups = user.get("group")
+    return {
+        "name": str(user.get("name", "")),
+        "group": [str(g) for g in groups] if isinstance(groups, list | tuple) else [],
+    }
 
 
 class _Exchange:
