@@ -12,6 +12,7 @@ listening. Endpoints:
 - ``/upload[?slow=KiB/s]``: reads the body (throttled when asked), answers {length, sha256}
 - ``/status/<code>[?header=Name:Value…]``: that status, with extra response headers
 - ``/delay/<seconds>``
+- ``/truncate/<n>``: promises n bytes, sends half, then drops the connection
 - ``/stream?chunks=N&interval=S``: N chunked lines spaced S seconds apart, each carrying the
   wall-clock time it was sent
 - ``/ws``: WebSocket echo (h11 handshake, then wsproto frames)
@@ -222,7 +223,7 @@ class HttpConnection:
             pass
 
     async def handle(self, request: h11.Request) -> bool:
-        """Answer one request; True when the connection switched protocols."""
+        """Answer one request; True when the connection is no longer HTTP (switched or gone)."""
         self.head = request.method == b"HEAD"
         target = request.target.decode("latin-1")
         parts = urlsplit(target)
@@ -285,6 +286,9 @@ class HttpConnection:
         elif m := re.fullmatch(r"/delay/(\d+(?:\.\d+)?)", path):
             await asyncio.sleep(float(m.group(1)))
             await self.respond_json(200, {"delayed": float(m.group(1)), "backend": self.stats.name})
+        elif m := re.fullmatch(r"/truncate/(\d+)", path):
+            await self.truncated(int(m.group(1)))
+            return True  # the connection is gone
         elif path == "/stream":
             await self.stream_lines(
                 int(query.get("chunks", ["5"])[0]), float(query.get("interval", ["0.2"])[0])
@@ -303,6 +307,13 @@ class HttpConnection:
             await self.send(h11.Data(data=piece))
             remaining -= len(piece)
         await self.send(h11.EndOfMessage())
+
+    async def truncated(self, length: int) -> None:
+        """Promise `length` bytes, send half of them, then drop the connection."""
+        headers = [("Content-Type", "application/octet-stream"), ("Content-Length", str(length))]
+        await self.send(h11.Response(status_code=200, headers=headers))
+        await self.send(h11.Data(data=pattern_bytes(length // 2)))
+        self.writer.transport.abort()
 
     async def stream_lines(self, chunks: int, interval: float) -> None:
         headers = [("Content-Type", "application/x-ndjson"), ("Transfer-Encoding", "chunked")]

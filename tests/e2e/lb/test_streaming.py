@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -9,10 +10,18 @@ import threading
 import time
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from tests.e2e.lb.backend import pattern_bytes, pattern_sha256
-from tests.e2e.lb.clients import curl, https_client
+from tests.e2e.lb.clients import (
+    curl,
+    get_request,
+    https_client,
+    read_head,
+    read_until_closed,
+    tls_connect,
+)
 from tests.e2e.lb.conftest import StartBackends, StartLb
 from tests.e2e.lb.harness import Backend, Certs, LbProcess, lb_config
 
@@ -203,3 +212,58 @@ def test_slow_upstream_upload_memory_bounded(certs: Certs, lb: LbProcess) -> Non
     growth = memory.peak - baseline
     print(f"lb RSS {baseline / MiB:.1f} MiB, grew by {growth / MiB:.1f} MiB")
     assert growth < MEMORY_BOUND, f"lb grew by {growth / MiB:.1f} MiB during a slow upload"
+
+
+def test_upstream_dying_mid_body_closes_client(certs: Certs, lb: LbProcess) -> None:
+    """An upstream that drops the connection mid-body: the client's connection is closed short."""
+    size = 4 * MiB
+    with tls_connect(certs, lb.port) as sock:
+        sock.sendall(get_request(f"/truncate/{size}"))
+        head, body = read_head(sock)
+        assert head.status == 200
+        rest, closed = read_until_closed(sock)
+    assert closed
+    assert len(body + rest) < size
+    with https_client(certs, lb.port) as client:
+        assert client.get("/status/200").status_code == 200
+
+
+def test_upstream_silent_after_head_closes_after_read_timeout(
+    certs: Certs, backend: Backend, start_lb: StartLb
+) -> None:
+    """After the response head, upstream silence longer than read_timeout closes the connection."""
+    lb = start_lb(lb_config(certs, [backend], server={"read_timeout": "1s"}))
+    with tls_connect(certs, lb.port) as sock:
+        sock.sendall(get_request("/stream?chunks=2&interval=30"))
+        head, body = read_head(sock)
+        assert head.status == 200
+        rest, closed = read_until_closed(sock, timeout=20)
+    assert closed, "the lb kept waiting past read_timeout"
+    data = body + rest
+    assert b'"chunk": 0' in data and b'"chunk": 1' not in data
+    assert not data.endswith(b"0\r\n\r\n")  # no terminating chunk: the client sees it was cut
+
+
+def test_many_concurrent_clients(certs: Certs, lb: LbProcess) -> None:
+    """Fifty concurrent keep-alive clients, ten requests each: every response is right."""
+
+    async def one(client: httpx.AsyncClient, index: int) -> list[bool]:
+        results = []
+        for n in range(10):
+            response = await client.post("/echo", content=f"{index}-{n}".encode())
+            results.append(response.json()["body_length"] == len(f"{index}-{n}"))
+        return results
+
+    async def run() -> list[bool]:
+        limits = httpx.Limits(max_connections=50)
+        async with httpx.AsyncClient(
+            base_url=f"https://localhost:{lb.port}",
+            verify=certs.client_context(),
+            limits=limits,
+            timeout=60,
+        ) as client:
+            batches = await asyncio.gather(*(one(client, i) for i in range(50)))
+        return [ok for batch in batches for ok in batch]
+
+    outcomes = asyncio.run(run())
+    assert len(outcomes) == 500 and all(outcomes)

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from tests.e2e.lb.clients import echo_json, get_request, https_client, tls_connect
+from tests.e2e.lb.clients import echo_json, get_request, https_client, read_head, tls_connect
 from tests.e2e.lb.conftest import StartBackends, StartLb
 from tests.e2e.lb.harness import UPSTREAM, Certs, lb_config
 from tests.support.net import free_port, wait_until
@@ -233,3 +233,25 @@ def test_passive_ejection_and_retry_after_fail_timeout(
         wait_until(lambda: "b1" in traffic.served_since(mark), timeout=60, what="b1 retried")
     failures = [r for r in traffic.results if r[0] != 200]
     assert not traffic.errors and not failures, (traffic.errors[:5], failures[:5])
+
+
+def test_non_idempotent_request_not_retried_after_reaching_endpoint(
+    certs: Certs, backends: StartBackends, start_lb: StartLb
+) -> None:
+    """A POST whose endpoint dies mid-request gets 502 and is not replayed on another endpoint."""
+    pair = backends(2)
+    lb = start_lb(lb_config(certs, pair))
+    head = b"POST /upload HTTP/1.1\r\nHost: lb.test\r\nContent-Length: 2097152\r\n\r\n"
+    with tls_connect(certs, lb.port) as sock:
+        sock.sendall(head + b"x" * 65536)  # the rest of the body never comes
+        victim = wait_until(
+            lambda: next((b for b in pair if b.stats()["in_flight"] == 1), None),
+            timeout=20,
+            what="the POST to reach a backend",
+        )
+        assert victim is not None
+        survivor = next(b for b in pair if b is not victim)
+        victim.kill()
+        response, _ = read_head(sock)
+    assert response.status == 502
+    assert "/upload" not in survivor.stats()["paths"]
