@@ -89,3 +89,34 @@ def test_active_checks_hold_an_ejected_endpoint_down() -> None:
     assert not endpoint.available(1e9)
     endpoint.mark(True)
     assert endpoint.available(0.0)
+
+
+class _Conn:
+    def __init__(self) -> None:
+        self.idle_since = 0.0
+        self.closed = False
+
+    def is_usable(self) -> bool:
+        return not self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_pooled_connections_expire_after_keepalive_timeout() -> None:
+    """An idle pooled connection older than keepalive_timeout is closed, not reused."""
+    now = [0.0]
+    config = Upstream(servers=["127.0.0.1:1"], keepalive_timeout=60)
+    endpoint = UpstreamPool("u", config, lambda: now[0]).endpoints[0]
+    old, fresh = _Conn(), _Conn()
+    endpoint.give_back(old)
+    now[0] = 50.0
+    endpoint.give_back(fresh)
+    now[0] = 70.0
+    endpoint.close_stale()
+    assert old.closed and not fresh.closed
+    assert endpoint.take_idle() is fresh
+    endpoint.give_back(fresh)
+    now[0] = 200.0
+    assert endpoint.take_idle() is None
+    assert fresh.closed

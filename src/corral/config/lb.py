@@ -22,6 +22,7 @@ DEFAULT_READ_TIMEOUT_S = 900.0
 DEFAULT_SEND_TIMEOUT_S = 60.0
 DEFAULT_CONNECT_TIMEOUT_S = 5.0
 DEFAULT_UPSTREAM_KEEPALIVE = 128
+DEFAULT_UPSTREAM_IDLE_TIMEOUT_S = 60.0
 DEFAULT_FAIL_TIMEOUT_S = 10.0
 DEFAULT_CHECK_INTERVAL_S = 5.0
 DEFAULT_CHECK_TIMEOUT_S = 2.0
@@ -69,6 +70,7 @@ class Upstream(_Strict):
     servers: list[str] = Field(min_length=1, description="a list of host:port endpoints")
     balance: Literal["round_robin", "least_conn"] = "round_robin"
     keepalive: int = Field(DEFAULT_UPSTREAM_KEEPALIVE, ge=0)
+    keepalive_timeout: Duration = Field(DEFAULT_UPSTREAM_IDLE_TIMEOUT_S, gt=0)
     connect_timeout: Duration = Field(DEFAULT_CONNECT_TIMEOUT_S, gt=0)
     max_fails: int = Field(1, ge=1)
     fail_timeout: Duration = Field(DEFAULT_FAIL_TIMEOUT_S, gt=0)

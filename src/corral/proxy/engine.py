@@ -92,6 +92,9 @@ class Engine:
             except Exception as exc:  # one broken connection must not stop the sweep
                 self.note_error(f"timer check failed: {exc!r}")
                 client.abort()
+        for pool in self.pools.values():
+            for endpoint in pool.endpoints:
+                endpoint.close_stale()
         self.access_log.flush()
         for hook in self.on_tick:
             try:

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 class PooledConnection(Protocol):
     """What the keep-alive pool needs from an upstream connection."""
 
+    idle_since: float
+
     def is_usable(self) -> bool: ...
     def close(self) -> None: ...
 
@@ -35,6 +37,7 @@ class Endpoint:
         "ejected_until",
         "host",
         "idle",
+        "idle_timeout",
         "keepalive",
         "port",
         "up",
@@ -42,12 +45,19 @@ class Endpoint:
     )
 
     def __init__(
-        self, address: str, upstream_name: str, keepalive: int, clock: Callable[[], float]
+        self,
+        address: str,
+        upstream_name: str,
+        keepalive: int,
+        clock: Callable[[], float],
+        idle_timeout: float = 60.0,
     ) -> None:
         self.address = address
         self.host, self.port = split_host_port(address)
         self.upstream_name = upstream_name
         self.keepalive = keepalive
+        self.idle_timeout = idle_timeout  # close pooled connections idle longer (before the
+        # upstream's own keep-alive timeout closes them under a request)
         self.idle: list[PooledConnection] = []
         self.active = 0  # requests in flight (least_conn uses it)
         self.up = True  # the active health check's verdict (True until it says otherwise)
@@ -63,15 +73,18 @@ class Endpoint:
     def take_idle(self) -> PooledConnection | None:
         """The most recently used idle connection that is still open, or None."""
         idle = self.idle
+        oldest_allowed = self._clock() - self.idle_timeout
         while idle:
             conn = idle.pop()
-            if conn.is_usable():
+            if conn.is_usable() and conn.idle_since >= oldest_allowed:
                 return conn
+            conn.close()
         return None
 
     def give_back(self, conn: PooledConnection) -> None:
         """Keep `conn` for reuse, or close it when the pool is full."""
         if len(self.idle) < self.keepalive:
+            conn.idle_since = self._clock()
             self.idle.append(conn)
         else:
             conn.close()
@@ -80,6 +93,13 @@ class Endpoint:
         """Drop a connection that closed while idle."""
         with contextlib.suppress(ValueError):
             self.idle.remove(conn)
+
+    def close_stale(self) -> None:
+        """Close pooled connections idle longer than `idle_timeout` (oldest are first)."""
+        oldest_allowed = self._clock() - self.idle_timeout
+        idle = self.idle
+        while idle and idle[0].idle_since < oldest_allowed:
+            idle.pop(0).close()
 
     def close_idle(self) -> None:
         """Close every idle connection (endpoint went down, or shutdown)."""
@@ -122,7 +142,10 @@ class UpstreamPool:
     def __init__(self, name: str, config: UpstreamConfig, clock: Callable[[], float]) -> None:
         self.name = name
         self.config = config
-        self.endpoints = [Endpoint(a, name, config.keepalive, clock) for a in config.servers]
+        self.endpoints = [
+            Endpoint(a, name, config.keepalive, clock, config.keepalive_timeout)
+            for a in config.servers
+        ]
         self.least_conn = config.balance == "least_conn"
         self._rr = itertools.count()
 

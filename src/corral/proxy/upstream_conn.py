@@ -33,6 +33,7 @@ class UpstreamConnection(asyncio.Protocol):
         "engine",
         "exchange",
         "headers",
+        "idle_since",
         "interim",
         "keep_alive",
         "last_active",
@@ -61,6 +62,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.read_paused = False
         self.tunnel_peer: ClientConnection | None = None
         self.last_active = engine.now
+        self.idle_since = 0.0
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
