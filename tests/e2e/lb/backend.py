@@ -234,7 +234,7 @@ class HttpConnection:
         upgrade = next((v for n, v in headers if n.lower() == "upgrade"), "")
         self.stats.paths[path] = self.stats.paths.get(path, 0) + 1
 
-        if upgrade:
+        if upgrade and not path.startswith("/status/"):  # /status/… declines any upgrade
             self.stats.tunnels_open += 1
             try:
                 if path == "/ws" and upgrade.lower() == "websocket":

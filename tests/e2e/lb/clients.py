@@ -125,6 +125,11 @@ def read_response(sock: socket.socket, timeout: float = IO_TIMEOUT) -> RawRespon
     return response
 
 
+def announced_close(response: RawResponse) -> bool:
+    """True when the response carries Connection: close."""
+    return "close" in (response.header("connection") or "").lower()
+
+
 def get_request(path: str, host: str = SERVER_NAME, extra: Sequence[str] = ()) -> bytes:
     """A minimal HTTP/1.1 GET request as bytes."""
     lines = [f"GET {path} HTTP/1.1", f"Host: {host}", *extra]

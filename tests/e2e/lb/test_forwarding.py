@@ -8,6 +8,7 @@ import subprocess
 import pytest
 
 from tests.e2e.lb.clients import (
+    announced_close,
     curl,
     echo_headers,
     echo_json,
@@ -16,6 +17,7 @@ from tests.e2e.lb.clients import (
     https_client,
     plain_connect,
     read_response,
+    read_until_closed,
     tls_connect,
 )
 from tests.e2e.lb.conftest import StartBackends, StartLb
@@ -223,3 +225,39 @@ def test_keepalive_zero_opens_a_connection_per_request(
     with https_client(certs, lb.port) as client:
         connections = [echo_json(client)["connection"] for _ in range(5)]
     assert len(set(connections)) == 5
+
+
+def test_x_forwarded_for_from_several_header_lines(certs: Certs, lb: LbProcess) -> None:
+    """Several incoming X-Forwarded-For lines are combined, in order, before the client address."""
+    with tls_connect(certs, lb.port) as sock:
+        sock.sendall(
+            get_request("/echo", extra=["X-Forwarded-For: 192.0.2.1", "X-Forwarded-For: 192.0.2.2"])
+        )
+        response = read_response(sock)
+    headers = [(n.lower(), v) for n, v in json.loads(response.body)["headers"]]
+    assert header_values(headers, "x-forwarded-for") == ["192.0.2.1, 192.0.2.2, 127.0.0.1"]
+
+
+def test_non_ascii_header_value_passes_unchanged(certs: Certs, lb: LbProcess) -> None:
+    """A header value with obs-text bytes (UTF-8) reaches the backend byte for byte."""
+    value = "café ☕".encode()
+    with tls_connect(certs, lb.port) as sock:
+        sock.sendall(b"GET /echo HTTP/1.1\r\nHost: lb.test\r\nX-Text: " + value + b"\r\n\r\n")
+        response = read_response(sock)
+    headers = [(n.lower(), v) for n, v in json.loads(response.body)["headers"]]
+    assert header_values(headers, "x-text") == [value.decode("latin-1")]
+
+
+def test_declined_upgrade_stays_http(certs: Certs, lb: LbProcess) -> None:
+    """An Upgrade the upstream declines (plain 200) stays HTTP: reusable, or closed as announced."""
+    with tls_connect(certs, lb.port) as sock:
+        sock.sendall(
+            get_request("/status/200", extra=["Upgrade: websocket", "Connection: Upgrade"])
+        )
+        first = read_response(sock)
+        assert first.status == 200
+        if announced_close(first):
+            assert read_until_closed(sock)[1]
+        else:
+            sock.sendall(get_request("/status/202"))
+            assert read_response(sock).status == 202

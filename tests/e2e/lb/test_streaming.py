@@ -15,10 +15,12 @@ import pytest
 
 from tests.e2e.lb.backend import pattern_bytes, pattern_sha256
 from tests.e2e.lb.clients import (
+    announced_close,
     curl,
     get_request,
     https_client,
     read_head,
+    read_response,
     read_until_closed,
     tls_connect,
 )
@@ -267,3 +269,28 @@ def test_many_concurrent_clients(certs: Certs, lb: LbProcess) -> None:
 
     outcomes = asyncio.run(run())
     assert len(outcomes) == 500 and all(outcomes)
+
+
+def test_transfer_encoding_chunked_is_case_insensitive(certs: Certs, lb: LbProcess) -> None:
+    """Transfer-Encoding: CHUNKED is chunked (coding names are case-insensitive)."""
+    request = b"POST /upload HTTP/1.1\r\nHost: lb.test\r\nTransfer-Encoding: CHUNKED\r\n\r\n"
+    with tls_connect(certs, lb.port) as sock:
+        sock.sendall(request + b"5\r\nhello\r\n0\r\n\r\n")
+        response = read_response(sock)
+    assert response.status == 200, response.body
+    assert json.loads(response.body)["length"] == 5
+
+
+def test_body_unread_by_upstream_leaves_no_desync(certs: Certs, lb: LbProcess) -> None:
+    """A 1 MiB POST answered without reading the body: next request works, or close announced."""
+    with tls_connect(certs, lb.port) as sock:
+        head = b"POST /status/201 HTTP/1.1\r\nHost: lb.test\r\nContent-Length: 1048576\r\n\r\n"
+        sock.sendall(head)
+        sock.sendall(b"b" * MiB)
+        first = read_response(sock)
+        assert first.status == 201
+        if announced_close(first):
+            assert read_until_closed(sock)[1]
+        else:
+            sock.sendall(get_request("/status/202"))
+            assert read_response(sock).status == 202
