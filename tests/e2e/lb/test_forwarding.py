@@ -261,3 +261,27 @@ def test_declined_upgrade_stays_http(certs: Certs, lb: LbProcess) -> None:
         else:
             sock.sendall(get_request("/status/202"))
             assert read_response(sock).status == 202
+
+
+def test_host_header_selects_server_on_shared_port(
+    certs: Certs, backends: StartBackends, start_lb: StartLb
+) -> None:
+    """Two servers on one port: Host picks the server (and its upstream); unknown → the first."""
+    first, second = backends(2)
+    config = lb_config(certs, [first])
+    other_server = {**config["servers"][0], "server_name": ["other.test", "alias.test"]}
+    other_server["proxy_pass"] = "other"
+    config["servers"].append(other_server)
+    config["upstreams"]["other"] = {"servers": [second.address]}
+    lb = start_lb(config)
+    with https_client(certs, lb.port) as client:
+        by_host = {
+            host: echo_json(client, headers={"Host": host})["backend"]
+            for host in ("lb.test", "other.test", "alias.test", "unknown.test")
+        }
+    assert by_host == {
+        "lb.test": "b1",
+        "other.test": "b2",
+        "alias.test": "b2",
+        "unknown.test": "b1",
+    }
