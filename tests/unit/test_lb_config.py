@@ -86,7 +86,8 @@ def test_key_that_does_not_match(tmp_path: Path, certs: dict[str, Path]) -> None
 def test_chain_in_wrong_order(tmp_path: Path, certs: dict[str, Path]) -> None:
     """Intermediates before the server certificate are reported with the order to use."""
     found = problems(write(tmp_path, config_text(certs["reversed"], certs["key"])))
-    assert any("certificates[0].cert" in p and "server certificate first" in p for p in found)
+    assert len(found) == 1, found  # no misleading "key does not match" on top
+    assert "certificates[0].cert" in found[0] and "server certificate first" in found[0]
 
 
 def test_unknown_key_suggests_the_right_one(tmp_path: Path, certs: dict[str, Path]) -> None:

@@ -106,12 +106,14 @@ def _tls_problems(loaded: Loaded[LbConfig]) -> list[Problem]:
                 )
             if not chain:
                 continue
+            in_order = True
             for check, fix in ((_check_order, _ORDER_FIX), (_check_dates, _DATE_FIX)):
                 try:
                     check(chain, item.cert)
                 except PkiError as exc:
+                    in_order = in_order and check is not _check_order
                     problems.append(loaded.problem((*where, "cert"), exc.problem, exc.fix or fix))
-            if key is not None:
+            if key is not None and in_order:  # out of order, chain[0] is not the leaf
                 try:
                     check_key_matches(chain[0], key, item.cert, key_source=item.key)
                 except PkiError as exc:
