@@ -44,6 +44,7 @@ from bench.server_stack import (
     audit_stats,
     check_endpoints,
     count_audit_records,
+    cpu_seconds,
     login,
     new_password,
     start_stack,
@@ -175,12 +176,17 @@ def measure_level(
             settings_requests += result.requests if endpoint == SETTINGS else 0
     for run in range(1, options.runs + 1):
         for endpoint in ENDPOINTS:
+            before = cpu_seconds(stack.server)
             result = run_wrk(urls[endpoint], options.duration, options.connections,
                              scripts[endpoint], cpu)
-            cells[endpoint, stack.level].figures.runs.append(result)
+            used = cpu_seconds(stack.server) - before
+            cell = cells[endpoint, stack.level]
+            cell.figures.runs.append(result)
+            cell.cpu_us_per_request.append(used / max(result.requests, 1) * 1e6)
             settings_requests += result.requests if endpoint == SETTINGS else 0
             _say(f"AUDIT_LEVEL={stack.level} run {run}/{options.runs} {endpoint}: "
-                 f"{result.requests_per_s:,.0f} req/s, p99 {result.p99_ms:.2f} ms"
+                 f"{result.requests_per_s:,.0f} req/s, p99 {result.p99_ms:.2f} ms, "
+                 f"server CPU {cell.cpu_us_per_request[-1]:.0f} us/req"
                  + (f", {result.error_note}" if result.errors else ""))
     return settings_requests
 
@@ -223,6 +229,7 @@ def run(options: Options) -> list[str]:
         plain_script.write_text(DONE_SCRIPT)
         for level in LEVELS:
             password = new_password()
+            load_before = _load()
             with contextlib.ExitStack() as stack:  # stops lb, then server (flushing the log)
                 _say(f"AUDIT_LEVEL={level}: starting corral server and corral lb")
                 system = start_stack(stack, work, level, certs, password, cpus)
@@ -231,8 +238,11 @@ def run(options: Options) -> list[str]:
                 scripts = {SETTINGS: wrk_script(work, token), "/healthz": plain_script}
                 sent = measure_level(system, index, scripts, options, cpus[1])
                 stats = audit_stats(system.base_url, context)
+                load_after = _load()
             count = count_audit_records(system.audit_dir)
             audit_lines.append(audit_report(level, count, stats, sent + 2))
+            audit_lines.append(f"AUDIT_LEVEL={level} measured with load average {load_before} "
+                               f"before and {load_after} after")
     return header + report_lines(cells, audit_lines)
 
 

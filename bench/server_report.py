@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import statistics
+from dataclasses import dataclass, field
 
 from bench.report import TargetFigures
 
@@ -21,6 +22,12 @@ class Cell:
     endpoint: str
     level: int
     figures: TargetFigures
+    cpu_us_per_request: list[float] = field(default_factory=list)  # the server's, per run
+
+    @property
+    def cpu_us(self) -> float:
+        """Median server CPU time per request (user + system, all threads), microseconds."""
+        return statistics.median(self.cpu_us_per_request) if self.cpu_us_per_request else math.nan
 
 
 def new_cell(endpoint: str, level: int) -> Cell:
@@ -35,11 +42,11 @@ def throughput_ratio(level3: Cell, level0: Cell) -> float:
 
 
 def format_table(cells: list[Cell]) -> list[str]:
-    """Endpoint x level: median requests/s, median p99, errors over all runs."""
-    header = ("endpoint", "AUDIT_LEVEL", "requests/s", "p99 ms", "errors")
+    """Endpoint x level: median requests/s, p99 and server CPU/request; errors of all runs."""
+    header = ("endpoint", "AUDIT_LEVEL", "requests/s", "p99 ms", "server CPU us/req", "errors")
     rows = [
         (c.endpoint, str(c.level), f"{c.figures.requests_per_s:,.0f}",
-         f"{c.figures.p99_ms:.2f}", str(c.figures.errors))
+         f"{c.figures.p99_ms:.2f}", f"{c.cpu_us:.0f}", str(c.figures.errors))
         for c in cells
     ]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
@@ -55,12 +62,21 @@ def format_table(cells: list[Cell]) -> list[str]:
 def format_runs(cell: Cell) -> str:
     """Every run's requests/s and p99, to show the spread behind the median."""
     runs = ", ".join(f"{r.requests_per_s:,.0f} ({r.p99_ms:.1f} ms)" for r in cell.figures.runs)
+    if cell.cpu_us_per_request:
+        runs += "; server CPU us/req " + ", ".join(f"{x:.0f}" for x in cell.cpu_us_per_request)
     return f"runs {cell.endpoint} level {cell.level}: {runs}"
 
 
 def overhead_line(endpoint: str, ratio: float) -> str:
     """`overhead level3 vs level0 on <endpoint>: NN% (ratio 0.NN)`; negative = level 3 faster."""
     return f"overhead level3 vs level0 on {endpoint}: {(1 - ratio) * 100:.0f}% (ratio {ratio:.2f})"
+
+
+def cpu_line(endpoint: str, level3: Cell, level0: Cell) -> str:
+    """Server CPU time per request at both levels: less sensitive to other load than req/s."""
+    extra = (level3.cpu_us / level0.cpu_us - 1) * 100 if level0.cpu_us else math.nan
+    return (f"server CPU per request on {endpoint}: level 0 {level0.cpu_us:.0f} us, "
+            f"level 3 {level3.cpu_us:.0f} us ({extra:+.0f}%)")
 
 
 def final_line(ratio: float) -> str:
@@ -74,9 +90,9 @@ def by_key(cells: list[Cell]) -> dict[tuple[str, int], Cell]:
 
 
 def overhead_lines(cells: list[Cell]) -> tuple[list[str], float]:
-    """One overhead line per endpoint (settings first) and the /v3/settings ratio."""
+    """Per endpoint (settings first) the CPU and the overhead line; the /v3/settings ratio."""
     index = by_key(cells)
-    lines: list[str] = []
+    lines = [cpu_line(endpoint, index[endpoint, 3], index[endpoint, 0]) for endpoint in ENDPOINTS]
     settings_ratio = math.nan
     for endpoint in ENDPOINTS:
         ratio = throughput_ratio(index[endpoint, 3], index[endpoint, 0])

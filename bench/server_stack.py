@@ -21,6 +21,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from bench.configs import CertFiles, ProxyPorts
 from bench.processes import BenchError, Service
 from bench.targets import PortPicker, start_corral_lb
@@ -109,6 +111,12 @@ def start_stack(
     stack.callback(lb.stop)
     lb.wait_listening([lb_ports.https, lb_ports.http])
     return Stack(level, f"https://127.0.0.1:{lb_ports.https}", server, lb, audit_dir)
+
+
+def cpu_seconds(service: Service) -> float:
+    """User + system CPU time the process has used so far, all its threads."""
+    times = psutil.Process(service.proc.pid).cpu_times()
+    return float(times.user + times.system)
 
 
 def wait_for_line(service: Service, text: str, timeout: float) -> None:

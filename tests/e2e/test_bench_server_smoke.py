@@ -16,7 +16,7 @@ from tests.support.net import wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = REPO_ROOT / "bench" / "server"
-ROW = r"{endpoint}\s+{level}\s+[\d,]+\s+\d+\.\d\d\s+\d+"
+ROW = r"{endpoint}\s+{level}\s+[\d,]+\s+\d+\.\d\d\s+\d+\s+\d+"  # req/s, p99, CPU, errors
 OVERHEAD = r"overhead level3 vs level0 on {endpoint}: -?\d+% \(ratio \d+\.\d\d\)"
 FINAL = r"audit level-3 throughput ratio on /v3/settings: (\d+\.\d\d)"
 AUDIT_GREW = r"audit log at level 3: grew to ([\d,]+) records .*written=(\d+) dropped=0"
