@@ -22,10 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+import psutil
+
 from bench.configs import CertFiles, ProxyPorts
 from bench.idle import measure_idle_connections, raise_open_files_limit
+from bench.placement import DEFAULT_PLACEMENT, PLACEMENTS, Placement, choose_placement
 from bench.processes import BenchError
-from bench.report import TargetFigures, format_runs, format_table, ratio_line
+from bench.report import TargetFigures, cpu_ratio_line, format_runs, format_table, ratio_line
 from bench.targets import (
     PortPicker,
     Target,
@@ -52,7 +55,7 @@ class Options:
     warmup: int
     connections: int
     idle_connections: int
-    pin: bool
+    placement: str
 
 
 def parse_args(argv: list[str] | None) -> Options:
@@ -74,7 +77,10 @@ def parse_args(argv: list[str] | None) -> Options:
         "--quick", action="store_true", help="smoke check: 1 run of 1 s, 200 idle connections"
     )
     parser.add_argument(
-        "--no-pin", action="store_true", help="do not pin wrk and the servers to separate CPUs"
+        "--placement",
+        choices=PLACEMENTS,
+        default=DEFAULT_PLACEMENT,
+        help="CPU pinning (see docs/bench.md; default %(default)s)",
     )
     parser.add_argument(
         "--no-setup", action="store_true", help="skip scripts/setup (handled by the wrapper)"
@@ -90,7 +96,7 @@ def parse_args(argv: list[str] | None) -> Options:
             args.idle_connections if args.idle_connections is not None
             else base["idle_connections"]
         ),
-        pin=not args.no_pin,
+        placement=args.placement,
     )
     for name in ("duration", "runs", "connections"):
         if getattr(options, name) < 1:
@@ -98,14 +104,6 @@ def parse_args(argv: list[str] | None) -> Options:
     if options.warmup < 0 or options.idle_connections < 0:
         parser.error("--warmup and --idle-connections must not be negative")
     return options
-
-
-def choose_cpus(pin: bool) -> tuple[int | None, int | None]:
-    """(CPU for proxy + backend, CPU for wrk + idle client), or no pinning on one CPU."""
-    available = sorted(os.sched_getaffinity(0))
-    if not pin or len(available) < 2:
-        return None, None
-    return available[0], available[-1]
 
 
 def _say(message: str) -> None:
@@ -121,20 +119,13 @@ def _tool_version(argv: list[str]) -> str:
     return text[0] if text else "?"
 
 
-def _header(options: Options, cpus: tuple[int | None, int | None]) -> list[str]:
-    server_cpu, load_cpu = cpus
-    placement = (
-        f"proxy and backend pinned to CPU {server_cpu}, wrk and the idle-connection client "
-        f"to CPU {load_cpu}"
-        if server_cpu is not None
-        else "no CPU pinning"
-    )
+def _header(options: Options, placement: Placement) -> list[str]:
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     return [
         f"corral lb vs nginx: wrk -t1 -c{options.connections}, HTTPS keep-alive, GET / -> 200 "
         f"'ok'; {options.runs} x {options.duration} s runs per target (median) after a "
         f"{options.warmup} s warm-up; {options.idle_connections} idle TLS connections per proxy",
-        f"machine: {os.cpu_count()} CPUs, {placement}; load average at start {load}",
+        f"machine: {os.cpu_count()} CPUs, {placement.describe()}; load average at start {load}",
         "versions: "
         + ", ".join(
             [
@@ -148,6 +139,11 @@ def _header(options: Options, cpus: tuple[int | None, int | None]) -> list[str]:
     ]
 
 
+def _cpu_seconds(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
 def _measure(targets: list[Target], options: Options, script: Path, cpu: int | None) -> None:
     """Warm up each target, then interleave the measured runs so drift hits all alike."""
     for target in targets:
@@ -156,22 +152,28 @@ def _measure(targets: list[Target], options: Options, script: Path, cpu: int | N
             run_wrk(target.url, options.warmup, options.connections, script, cpu)
     for run in range(1, options.runs + 1):
         for target in targets:
+            worker = psutil.Process(target.worker_pid)
+            cpu_before = _cpu_seconds(worker)
             result = run_wrk(target.url, options.duration, options.connections, script, cpu)
+            cpu_used = _cpu_seconds(worker) - cpu_before
             target.figures.runs.append(result)
+            if result.requests:
+                target.figures.cpu_us_per_request.append(cpu_used / result.requests * 1e6)
             _say(
                 f"run {run}/{options.runs} {target.figures.name}: "
-                f"{result.requests_per_s:,.0f} req/s, p99 {result.p99_ms:.2f} ms"
+                f"{result.requests_per_s:,.0f} req/s, p99 {result.p99_ms:.2f} ms, "
+                f"worker CPU {cpu_used:.1f} s"
                 + (f", {result.error_note}" if result.errors else "")
             )
 
 
 def _measure_memory(targets: list[Target], options: Options, context: ssl.SSLContext) -> None:
     for target in targets:
-        if target.service is None or target.https_port is None or not options.idle_connections:
+        if target.https_port is None or not options.idle_connections:
             continue
         _say(f"{target.figures.name}: opening {options.idle_connections} idle TLS connections")
         result = measure_idle_connections(
-            target.service.worker_pid(), target.https_port, options.idle_connections, context
+            target.worker_pid, target.https_port, options.idle_connections, context
         )
         target.figures.kib_per_connection = result.kib_per_connection
         if result.opened < result.requested:
@@ -190,28 +192,32 @@ PROXIES = (
 
 
 def _start_targets(
-    stack: contextlib.ExitStack, work: Path, certs: CertFiles, server_cpu: int | None
+    stack: contextlib.ExitStack, work: Path, certs: CertFiles, placement: Placement
 ) -> list[Target]:
     """Backend, then the three proxies in front of it; each is stopped when `stack` closes."""
     port = PortPicker()
     backend_port = port()
-    backend = start_backend(work, backend_port, server_cpu)
+    backend = start_backend(work, backend_port, placement.backend)
     stack.callback(backend.stop)
     backend.wait_listening([backend_port])
     targets: list[Target] = []
     for name, description in PROXIES:
         ports = ProxyPorts(https=port(), http=port())
         if name == "corral-lb":
-            service = start_corral_lb(work, ports, backend_port, certs, server_cpu)
+            service = start_corral_lb(work, ports, backend_port, certs, placement.proxy)
         else:
             tuned = name == "nginx-tuned"
-            service = start_nginx_proxy(work, ports, backend_port, certs, server_cpu, tuned=tuned)
+            service = start_nginx_proxy(
+                work, ports, backend_port, certs, placement.proxy, tuned=tuned
+            )
         stack.callback(service.stop)
         service.wait_listening([ports.https, ports.http])
         url = f"https://127.0.0.1:{ports.https}/"
-        targets.append(Target(TargetFigures(name, description), url, service, ports.https))
+        figures = TargetFigures(name, description)
+        targets.append(Target(figures, url, service, ports.https))
     direct = TargetFigures("backend-direct", "the backend itself over plain HTTP (no TLS)")
-    targets.append(Target(direct, f"http://127.0.0.1:{backend_port}/", None, None))
+    url = f"http://127.0.0.1:{backend_port}/"
+    targets.append(Target(direct, url, backend, None))
     return targets
 
 
@@ -226,6 +232,7 @@ def _report(figures: list[TargetFigures]) -> list[str]:
         "backend-direct is plain HTTP straight to the backend: the ceiling, not a peer.",
         f"load average at end {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
         "other work on this machine makes the figures noisy.",
+        cpu_ratio_line(by_name["corral-lb"], by_name["nginx-tuned"]),
         ratio_line(by_name["corral-lb"], by_name["nginx-tuned"]),
     ]
 
@@ -235,22 +242,22 @@ def run(options: Options) -> list[str]:
     for tool in ("nginx", "wrk"):
         if shutil.which(tool) is None:
             raise BenchError(f"`{tool}` is not installed; run scripts/setup (or bench/lb_vs_nginx)")
-    cpus = choose_cpus(options.pin)
-    server_cpu, load_cpu = cpus
-    if load_cpu is not None:
-        os.sched_setaffinity(0, {load_cpu})  # this process runs the idle-connection client
+    placement = choose_placement(options.placement, sorted(os.sched_getaffinity(0)))
+    if placement.load is not None:
+        os.sched_setaffinity(0, {placement.load})  # this process runs the idle-connection client
     raise_open_files_limit(options.idle_connections + NOFILE_HEADROOM)
-    header = _header(options, cpus)
+    header = _header(options, placement)
     with contextlib.ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="corral-bench-")))
         certs = make_certificate(work)
         context = client_context(certs)
         script = work / "done.lua"
         script.write_text(DONE_SCRIPT)
-        targets = _start_targets(stack, work, certs, server_cpu)  # stopped before tmp goes
+        targets = _start_targets(stack, work, certs, placement)  # stopped before tmp goes
         for target in targets:
             target.figures.tls = probe(target, context)
-        _measure(targets, options, script, load_cpu)
+            target.worker_pid = target.service.worker_pid()
+        _measure(targets, options, script, placement.load)
         _measure_memory(targets, options, context)
     return header + _report([t.figures for t in targets])
 

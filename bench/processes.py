@@ -58,10 +58,10 @@ class Service:
         log_path: Path,
         cpu: int | None,
         *,
-        forks_worker: bool,
+        forks_worker: bool | None = None,
     ) -> None:
         self.name = name
-        self.forks_worker = forks_worker
+        self.forks_worker = forks_worker  # None: find out (a single child, else itself)
         self.argv = list(argv)
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
@@ -98,20 +98,22 @@ class Service:
                     )
                 time.sleep(0.05)
 
-    def worker_pid(self, timeout: float = 10.0) -> int:
-        """The pid serving connections: the single forked worker, or the process itself."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if not self.forks_worker:
-                return self.proc.pid
-            children = psutil.Process(self.proc.pid).children()
-            if len(children) == 1:
-                return children[0].pid
-            if time.monotonic() > deadline:
-                raise BenchError(
-                    f"{self.name}: expected one worker process, found {len(children)}"
-                )
-            time.sleep(0.05)
+    def worker_pid(self) -> int:
+        """The pid serving connections: the single worker child, or the process itself.
+
+        Call it once the service has answered a request, so its worker surely exists.
+        """
+        if self.forks_worker is False:
+            return self.proc.pid
+        children = psutil.Process(self.proc.pid).children()
+        if not children and not self.forks_worker:
+            return self.proc.pid
+        if len(children) == 1:
+            return children[0].pid
+        raise BenchError(
+            f"{self.name}: expected one worker process, found {len(children)} children "
+            f"(pids {', '.join(str(c.pid) for c in children)}); is worker_processes 1?"
+        )
 
     def stop(self) -> None:
         """SIGTERM the process group, SIGKILL it if it lingers."""

@@ -21,6 +21,7 @@ class TargetFigures:
     kib_per_connection: float | None = None
     idle_note: str = ""
     tls: str = ""
+    cpu_us_per_request: list[float] = field(default_factory=list)
 
     @property
     def requests_per_s(self) -> float:
@@ -31,6 +32,12 @@ class TargetFigures:
     def p99_ms(self) -> float:
         """Median of the runs' p99 latencies."""
         return statistics.median(r.p99_ms for r in self.runs) if self.runs else math.nan
+
+    @property
+    def cpu_us(self) -> float:
+        """Median CPU time (user + system) the serving process spent per request, in µs."""
+        values = self.cpu_us_per_request
+        return statistics.median(values) if values else math.nan
 
     @property
     def errors(self) -> int:
@@ -44,14 +51,15 @@ def _kib(value: float | None) -> str:
 
 
 def format_table(targets: list[TargetFigures]) -> str:
-    """A fixed-width table: target, requests/s, p99 latency, KiB/conn, errors."""
-    header = ("target", "requests/s", "p99 ms", "KiB/conn", "errors")
+    """A fixed-width table: target, requests/s, p99 latency, KiB/conn, CPU/request, errors."""
+    header = ("target", "requests/s", "p99 ms", "KiB/conn", "cpu us/req", "errors")
     rows = [
         (
             t.name,
             f"{t.requests_per_s:,.0f}",
             f"{t.p99_ms:.2f}",
             _kib(t.kib_per_connection),
+            f"{t.cpu_us:.1f}",
             str(t.errors),
         )
         for t in targets
@@ -71,6 +79,12 @@ def format_runs(target: TargetFigures) -> str:
     """One line listing every run's requests/s, to show the spread behind the median."""
     runs = ", ".join(f"{r.requests_per_s:,.0f}" for r in target.runs)
     return f"{target.name}: runs {runs} req/s"
+
+
+def cpu_ratio_line(corral: TargetFigures, tuned: TargetFigures) -> str:
+    """nginx-tuned's CPU per request over corral's: throughput per core, less sensitive to noise."""
+    ratio = tuned.cpu_us / corral.cpu_us if corral.cpu_us else math.nan
+    return f"cpu-efficiency corral/nginx-tuned: {ratio:.2f} (CPU per request: nginx-tuned / corral)"
 
 
 def ratio_line(corral: TargetFigures, tuned: TargetFigures) -> str:

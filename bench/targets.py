@@ -48,8 +48,9 @@ class Target:
 
     figures: TargetFigures
     url: str
-    service: Service | None  # None: the backend itself (its process is shared)
+    service: Service  # the proxy, or the backend itself for backend-direct
     https_port: int | None  # proxies only: where the idle TLS connections go
+    worker_pid: int = 0  # the process serving the requests; known once a request was answered
 
 
 def make_certificate(directory: Path) -> CertFiles:
@@ -74,7 +75,7 @@ def start_nginx(name: str, directory: Path, conf: str, cpu: int | None) -> Servi
     conf_path = directory / "nginx.conf"
     conf_path.write_text(conf)
     argv = ["nginx", "-p", str(directory), "-c", str(conf_path), "-e", str(directory / "error.log")]
-    return Service(name, argv, directory / "stdout.log", cpu, forks_worker=True)
+    return Service(name, argv, directory / "stdout.log", cpu)
 
 
 def start_backend(work: Path, port: int, cpu: int | None) -> Service:
@@ -103,7 +104,7 @@ def start_corral_lb(
     config = directory / "lb.yml"
     config.write_text(corral_lb_yaml(ports, backend_port, certs))
     argv = [sys.executable, "-m", "corral.cli.main", "lb", "--config", str(config)]
-    return Service("corral lb", argv, directory / "output.log", cpu, forks_worker=False)
+    return Service("corral lb", argv, directory / "output.log", cpu)
 
 
 def probe(target: Target, context: ssl.SSLContext) -> str:

@@ -24,7 +24,7 @@ TARGETS = {
     "corral-lb": r"-?\d+\.\d",
     "backend-direct": "-",
 }
-ROW = r"{name}\s+[\d,]+\s+\d+\.\d\d\s+{kib}\s+\d+"
+ROW = r"{name}\s+[\d,]+\s+\d+\.\d\d\s+{kib}\s+\d+\.\d\s+\d+"
 
 
 def processes_under(directory: Path) -> list[str]:
