@@ -28,6 +28,12 @@ DEFAULT_CHECK_INTERVAL_S = 5.0
 DEFAULT_CHECK_TIMEOUT_S = 2.0
 DEFAULT_DRAIN_TIMEOUT_S = 300.0
 DEFAULT_SHUTDOWN_TIMEOUT_S = 10.0
+DEFAULT_H2_MAX_CONCURRENT_STREAMS = 128
+DEFAULT_H2_MAX_HEADER_LIST_SIZE_BYTES = 32 * 1024
+DEFAULT_H2_INITIAL_WINDOW_SIZE_BYTES = 1024 * 1024
+DEFAULT_H2_MAX_RESETS_PER_SECOND = 100
+DEFAULT_H2_MAX_CONTROL_FRAMES_PER_SECOND = 100
+H2_MAX_WINDOW_BYTES = 2**31 - 1
 
 _HOSTPORT = re.compile(
     r"^(?:\[(?P<ip6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9_.-]+)):(?P<port>\d{1,5})$"
@@ -94,9 +100,9 @@ class Certificate(_Strict):
 
 
 TlsVersion = Literal["TLSv1.2", "TLSv1.3"]
-Alpn = Literal["http/1.1"]
+Alpn = Literal["h2", "http/1.1"]
 DEFAULT_TLS_PROTOCOLS: tuple[TlsVersion, ...] = ("TLSv1.2", "TLSv1.3")
-DEFAULT_ALPN: tuple[Alpn, ...] = ("http/1.1",)
+DEFAULT_ALPN: tuple[Alpn, ...] = ("h2", "http/1.1")
 
 
 class Tls(_Strict):
@@ -186,6 +192,18 @@ class Metrics(_Strict):
         return listen_address(self.listen)
 
 
+class Http2(_Strict):
+    """HTTP/2 to clients (negotiated by ALPN `h2`): limits and flood defences."""
+
+    max_concurrent_streams: int = Field(DEFAULT_H2_MAX_CONCURRENT_STREAMS, ge=1, le=2**31 - 1)
+    max_header_list_size: Size = Field(DEFAULT_H2_MAX_HEADER_LIST_SIZE_BYTES, ge=1024)
+    initial_window_size: Size = Field(
+        DEFAULT_H2_INITIAL_WINDOW_SIZE_BYTES, ge=65535, le=H2_MAX_WINDOW_BYTES
+    )
+    max_resets_per_second: int = Field(DEFAULT_H2_MAX_RESETS_PER_SECOND, ge=1)
+    max_control_frames_per_second: int = Field(DEFAULT_H2_MAX_CONTROL_FRAMES_PER_SECOND, ge=1)
+
+
 class LbConfig(_Strict):
     """The whole `corral lb` configuration file."""
 
@@ -200,6 +218,7 @@ class LbConfig(_Strict):
     drain_timeout: Duration = Field(DEFAULT_DRAIN_TIMEOUT_S, gt=0)
     shutdown_timeout: Duration = Field(DEFAULT_SHUTDOWN_TIMEOUT_S, ge=0)
     metrics: Metrics | None = None
+    http2: Http2 = Field(default_factory=lambda: Http2.model_validate({}))
     upstreams: dict[str, Upstream] = Field(default_factory=dict)
     servers: list[Server] = Field(min_length=1)
 

@@ -15,6 +15,7 @@ from corral.config.lb import LbConfig
 from corral.proxy.access_log import AccessLog
 from corral.proxy.health import HealthChecker
 from corral.proxy.http1 import ClientConnection
+from corral.proxy.http2 import Http2Connection
 from corral.proxy.listener import ListenerSpec, router, tls_context
 from corral.proxy.stats import WorkerStats
 from corral.proxy.upstream import UpstreamPool
@@ -36,7 +37,7 @@ class Engine:
         self.config = config
         self.loop = loop
         self.now = loop.time()
-        self.clients: set[ClientConnection] = set()
+        self.clients: set[ClientConnection | Http2Connection] = set()
         self.max_connections = config.worker_connections
         self.max_header_size = config.max_header_size
         self.client_header_timeout = config.client_header_timeout
@@ -110,6 +111,9 @@ class Engine:
         for server in self.servers:
             server.close()
         self.servers.clear()
+        for client in list(self.clients):
+            if isinstance(client, Http2Connection):
+                client.announce_shutdown()  # GOAWAY: open streams finish, no new ones
 
     async def drain(self, timeout_s: float) -> None:
         """Reload: stop accepting, let every connection finish — requests, and WebSockets until

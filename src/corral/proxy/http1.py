@@ -24,6 +24,7 @@ from corral.proxy.errors import (
     RequestRejected,
 )
 from corral.proxy.exchange import Exchange
+from corral.proxy.http2 import Http2Connection
 
 if TYPE_CHECKING:
     from corral.proxy.engine import Engine
@@ -103,6 +104,11 @@ class ClientConnection(asyncio.Protocol):
             engine.note_error("worker_connections are not enough: closing a new connection")
             self.closed = True
             transport.abort()
+            return
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
+            self.closed = True  # the HTTP/2 connection owns the transport from here on
+            Http2Connection(engine, self.router).take_over(transport)
             return
         engine.clients.add(self)
         peer = transport.get_extra_info("peername")

@@ -7,7 +7,7 @@ endpoint's keep-alive pool; after a 101 it is one half of a byte tunnel.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 import httptools
 
@@ -18,10 +18,25 @@ if TYPE_CHECKING:
     from corral.proxy.downstream import Downstream
     from corral.proxy.engine import Engine
     from corral.proxy.exchange import Exchange
-    from corral.proxy.http1 import ClientConnection
     from corral.proxy.upstream import Endpoint
 
 WRITE_HIGH_WATER_BYTES = 64 * 1024
+
+
+class TunnelPeer(Protocol):
+    """The client end of a tunnel: an HTTP/1.1 connection after 101, or an HTTP/2 stream."""
+
+    def send(self, data: bytes) -> None:
+        """Bytes from the upstream, for the client."""
+
+    def tunnel_closed(self) -> None:
+        """The upstream end closed."""
+
+    def pause_reading_for_backpressure(self) -> None:
+        """The upstream's write buffer is full."""
+
+    def resume_reading_for_backpressure(self) -> None:
+        """The upstream drained its write buffer."""
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -60,7 +75,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.until_close = False
         self.closed = False
         self.read_paused = False
-        self.tunnel_peer: ClientConnection | None = None
+        self.tunnel_peer: TunnelPeer | None = None
         self.last_active = engine.now
         self.idle_since = 0.0
 
@@ -73,7 +88,7 @@ class UpstreamConnection(asyncio.Protocol):
         peer = self.tunnel_peer
         if peer is not None:
             self.last_active = self.engine.now
-            peer.transport.write(data)
+            peer.send(data)
             return
         exchange = self.exchange
         if exchange is None:  # an idle pooled connection must stay silent
@@ -194,7 +209,7 @@ class UpstreamConnection(asyncio.Protocol):
             return
         exchange.on_switching_protocols(self.reason or b"Switching Protocols", self.headers, rest)
 
-    def _client(self) -> Downstream | None:
+    def _client(self) -> Downstream | TunnelPeer | None:
         if self.tunnel_peer is not None:
             return self.tunnel_peer
         return self.exchange.client if self.exchange is not None else None
