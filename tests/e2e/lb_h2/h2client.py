@@ -9,13 +9,14 @@ import ssl
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import h2.events
 import h2.exceptions
 from h2.config import H2Configuration
-from h2.connection import H2Connection
+from h2.connection import ConnectionState, H2Connection
 from h2.settings import SettingCodes
-from hyperframe.frame import Frame
+from hyperframe.frame import Frame, GoAwayFrame
 
 from tests.e2e.lb.harness import SERVER_NAME, Certs
 
@@ -42,6 +43,17 @@ class StreamResult:
         return dict(self.headers).get(name)
 
 
+class GracefulGoawayH2(H2Connection):
+    """h2 treats any GOAWAY as the end of the connection; RFC 9113 §6.8 lets the streams up to
+    its last_stream_id finish after a NO_ERROR one, which is what the shutdown tests check."""
+
+    def _receive_goaway_frame(self, frame: GoAwayFrame) -> tuple[list[Frame], list[Any]]:
+        frames, events = super()._receive_goaway_frame(frame)
+        if frame.error_code == 0:
+            self.state_machine.state = ConnectionState.CLIENT_OPEN
+        return frames, events
+
+
 class ConnectionClosed(Exception):
     """The server closed the TCP connection."""
 
@@ -63,7 +75,7 @@ class H2Client:
         self.sock: ssl.SSLSocket = context.wrap_socket(raw, server_hostname=SERVER_NAME)
         assert self.sock.selected_alpn_protocol() == "h2"
         self.authority = f"{SERVER_NAME}:{port}".encode()
-        self.conn = H2Connection(H2Configuration(client_side=True, header_encoding=None))
+        self.conn = GracefulGoawayH2(H2Configuration(client_side=True, header_encoding=None))
         self.auto_ack = auto_ack
         self.streams: dict[int, StreamResult] = {}
         self.terminated: h2.events.ConnectionTerminated | None = None
@@ -124,6 +136,16 @@ class H2Client:
             self.conn.end_stream(stream_id)
         self.flush()
         return window
+
+    def send_all(self, stream_id: int, data: bytes, *, end: bool = False) -> None:
+        """Send all of `data`, waiting for WINDOW_UPDATEs as needed."""
+        view = memoryview(data)
+        while True:
+            sent = self.send_body(stream_id, bytes(view), end=end)
+            view = view[sent:]
+            if not view:
+                return
+            self.receive_once()
 
     # -- receiving ---------------------------------------------------------------------------
     def receive_once(self, timeout: float = IO_TIMEOUT) -> bool:
