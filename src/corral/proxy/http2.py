@@ -162,7 +162,10 @@ class Http2Connection(asyncio.Protocol):
             self.end_batch()
 
     def eof_received(self) -> bool | None:
-        return None  # close our side too: HTTP/2 has no half-closed connection
+        # HTTP/2 has no half-closed connection: the client is gone, and so are its streams
+        # (the TLS shutdown that follows can take a while; nothing more is written meanwhile).
+        self._close()
+        return None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = self.dead = True
@@ -209,7 +212,8 @@ class Http2Connection(asyncio.Protocol):
         frame.last_stream_id = self.goaway_last_stream
         frame.error_code = ErrorCodes.NO_ERROR
         self._write()  # what h2 has queued goes first
-        self.transport.write(frame.serialize())
+        if not self.transport.is_closing():
+            self.transport.write(frame.serialize())
         if not self.streams:
             self._close()
 
@@ -410,7 +414,7 @@ class Http2Connection(asyncio.Protocol):
 
     def _write(self) -> None:
         data = self.h2.data_to_send()
-        if data and not self.closed:
+        if data and not self.closed and not self.transport.is_closing():
             self.transport.write(data)
 
     def _close(self) -> None:
