@@ -25,6 +25,7 @@ from types import FrameType
 import psutil
 
 from bench.configs import CertFiles, ProxyPorts
+from bench.h2load import h2_report, measure_h2
 from bench.idle import measure_idle_connections, raise_open_files_limit
 from bench.placement import DEFAULT_PLACEMENT, PLACEMENTS, Placement, choose_placement
 from bench.processes import BenchError
@@ -258,8 +259,17 @@ def run(options: Options) -> list[str]:
             target.figures.tls = probe(target, context)
             target.worker_pid = target.service.worker_pid()
         _measure(targets, options, script, placement.load)
+        h2 = measure_h2(
+            targets,
+            duration_s=options.duration,
+            runs=options.runs,
+            warmup_s=options.warmup,
+            cpu=placement.load,
+            say=_say,
+        )
         _measure_memory(targets, options, context)
-    return header + _report([t.figures for t in targets])
+    report = _report([t.figures for t in targets])  # its last line stays the wrk ratio
+    return header + report[:-1] + h2_report(h2, options.duration) + report[-1:]
 
 
 def _terminate(signum: int, _frame: FrameType | None) -> None:

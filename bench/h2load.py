@@ -1,0 +1,199 @@
+"""HTTP/2 runs of bench/lb_vs_nginx: `h2load` (nghttp2) with many streams on a few TLS
+connections against each proxy (nginx listens `ssl http2` as in the seeds), in the same run as
+the wrk measurements. Pure parsing and formatting here, plus the one function that runs it."""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+import statistics
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import psutil
+
+from bench.processes import BenchError, child_setup
+
+if TYPE_CHECKING:
+    from bench.targets import Target
+
+H2_CONNECTIONS = 16
+H2_STREAMS = 32  # concurrent streams per connection (h2load -m)
+PEERS = ("nginx-seeds", "nginx-tuned")
+
+_FINISHED = re.compile(r"finished in [\d.]+m?s, ([\d.]+) req/s")
+_REQUESTS = re.compile(
+    r"requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+    r"(\d+) errored"
+)
+_STATUSES = re.compile(r"status codes: (\d+) 2xx")
+_REQUEST_TIME = re.compile(r"time for request:\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)\b")
+_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+@dataclass(frozen=True)
+class H2Result:
+    """One h2load run."""
+
+    requests: int
+    requests_per_s: float
+    mean_ms: float
+    errors: int  # failed requests (e.g. in flight when nginx's per-connection limit hit) + non-2xx
+
+
+@dataclass
+class H2Figures:
+    """Every h2load run of one proxy."""
+
+    name: str
+    runs: list[H2Result] = field(default_factory=list)
+    cpu_us_per_request: list[float] = field(default_factory=list)
+
+    @property
+    def requests_per_s(self) -> float:
+        """Median requests/s."""
+        return statistics.median(r.requests_per_s for r in self.runs) if self.runs else math.nan
+
+    @property
+    def mean_ms(self) -> float:
+        """Median of the runs' mean request times."""
+        return statistics.median(r.mean_ms for r in self.runs) if self.runs else math.nan
+
+    @property
+    def cpu_us(self) -> float:
+        """Median worker CPU time per request, µs."""
+        values = self.cpu_us_per_request
+        return statistics.median(values) if values else math.nan
+
+    @property
+    def errors(self) -> int:
+        return sum(r.errors for r in self.runs)
+
+
+def h2load_argv(url: str, duration_s: int, warmup_s: int) -> list[str]:
+    """h2load: one thread, H2_CONNECTIONS connections x H2_STREAMS streams, for `duration_s`."""
+    argv = ["h2load", "-t1", f"-c{H2_CONNECTIONS}", f"-m{H2_STREAMS}", f"-D{duration_s}"]
+    if warmup_s:
+        argv.append(f"--warm-up-time={warmup_s}")
+    return [*argv, url]
+
+
+def parse_h2load_output(text: str) -> H2Result:
+    """The figures of h2load's summary; BenchError when it has none or spoke another protocol."""
+    finished = _FINISHED.search(text)
+    requests = _REQUESTS.search(text)
+    statuses = _STATUSES.search(text)
+    if not (finished and requests and statuses):
+        raise BenchError(f"h2load printed no summary; its output:\n{text[-2000:]}")
+    if "Application protocol: h2" not in text:
+        raise BenchError(f"h2load did not negotiate HTTP/2; its output:\n{text[-2000:]}")
+    _total, _done, succeeded, failed, _errored = (int(x) for x in requests.groups())
+    timing = _REQUEST_TIME.search(text)
+    mean_ms = float(timing.group(1)) * _UNIT_MS[timing.group(2)] if timing else math.nan
+    return H2Result(
+        requests=succeeded,
+        requests_per_s=float(finished.group(1)),
+        mean_ms=mean_ms,
+        # `errored` is a part of `failed`; a success with a status other than 2xx is an error too
+        errors=failed + max(0, succeeded - int(statuses.group(1))),
+    )
+
+
+def run_h2load(url: str, duration_s: int, warmup_s: int, cpu: int | None) -> H2Result:
+    """Run h2load once (pinned to `cpu` when given)."""
+    argv = h2load_argv(url, duration_s, warmup_s)
+    limit = duration_s + warmup_s + 60
+    try:
+        done = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=limit,
+            preexec_fn=child_setup(cpu),
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise BenchError(f"h2load against {url} did not finish in {limit}s") from exc
+    if done.returncode != 0:
+        raise BenchError(
+            f"h2load against {url} failed with status {done.returncode}:\n"
+            f"{done.stdout}{done.stderr}"
+        )
+    return parse_h2load_output(done.stdout)
+
+
+def _cpu_seconds(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def measure_h2(
+    targets: Sequence[Target],
+    *,
+    duration_s: int,
+    runs: int,
+    warmup_s: int,
+    cpu: int | None,
+    say: Callable[[str], None],
+) -> list[H2Figures]:
+    """h2load against every proxy (the targets with an HTTPS port), runs interleaved."""
+    if shutil.which("h2load") is None:
+        raise BenchError("`h2load` is not installed; run scripts/setup (or bench/lb_vs_nginx)")
+    proxies = [t for t in targets if t.https_port is not None]
+    figures = {t.figures.name: H2Figures(t.figures.name) for t in proxies}
+    for run in range(1, runs + 1):
+        for target in proxies:
+            name = target.figures.name
+            before = _cpu_seconds(target.worker_pid)
+            result = run_h2load(target.url, duration_s, warmup_s if run == 1 else 0, cpu)
+            used = _cpu_seconds(target.worker_pid) - before
+            figures[name].runs.append(result)
+            if result.requests:
+                figures[name].cpu_us_per_request.append(used / result.requests * 1e6)
+            say(
+                f"h2load run {run}/{runs} {name}: {result.requests_per_s:,.0f} req/s, "
+                f"mean {result.mean_ms:.2f} ms, worker CPU {used:.1f} s"
+                + (f", {result.errors} errors" if result.errors else "")
+            )
+    return list(figures.values())
+
+
+def h2_report(figures: Sequence[H2Figures], duration_s: int) -> list[str]:
+    """The HTTP/2 table and one ratio line per nginx peer (`h2 ratio corral/<peer>: N.NN`)."""
+    header = ("h2load target", "requests/s", "mean ms", "cpu us/req", "errors")
+    rows = [
+        (
+            f"h2 {f.name}",
+            f"{f.requests_per_s:,.0f}",
+            f"{f.mean_ms:.2f}",
+            f"{f.cpu_us:.1f}",
+            str(f.errors),
+        )
+        for f in figures
+    ]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: tuple[str, ...]) -> str:
+        rest = [cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True)]
+        return "  ".join([cells[0].ljust(widths[0]), *rest])
+
+    lines = [
+        "",
+        f"HTTP/2: h2load -t1 -c{H2_CONNECTIONS} -m{H2_STREAMS} -D{duration_s} (GET /, "
+        f"{H2_CONNECTIONS * H2_STREAMS} streams in flight), median of the runs",
+        line(header),
+        "  ".join("-" * w for w in widths),
+        *(line(r) for r in rows),
+    ]
+    by_name = {f.name: f for f in figures}
+    corral = by_name.get("corral-lb")
+    for peer in PEERS:
+        other = by_name.get(peer)
+        if corral is None or other is None:
+            continue
+        ratio = corral.requests_per_s / other.requests_per_s if other.requests_per_s else math.nan
+        lines.append(f"h2 ratio corral/{peer}: {ratio:.2f}")
+    return lines
