@@ -182,11 +182,11 @@ def measure_level(
             used = cpu_seconds(stack.server) - before
             cell = cells[endpoint, stack.level]
             cell.figures.runs.append(result)
-            cell.cpu_us_per_request.append(used / max(result.requests, 1) * 1e6)
+            cell.figures.cpu_us_per_request.append(used / max(result.requests, 1) * 1e6)
             settings_requests += result.requests if endpoint == SETTINGS else 0
             _say(f"AUDIT_LEVEL={stack.level} run {run}/{options.runs} {endpoint}: "
                  f"{result.requests_per_s:,.0f} req/s, p99 {result.p99_ms:.2f} ms, "
-                 f"server CPU {cell.cpu_us_per_request[-1]:.0f} us/req"
+                 f"server CPU {cell.figures.cpu_us_per_request[-1]:.0f} us/req"
                  + (f", {result.error_note}" if result.errors else ""))
     return settings_requests
 

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import math
-import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from bench.report import TargetFigures
 
@@ -21,13 +20,7 @@ class Cell:
 
     endpoint: str
     level: int
-    figures: TargetFigures
-    cpu_us_per_request: list[float] = field(default_factory=list)  # the server's, per run
-
-    @property
-    def cpu_us(self) -> float:
-        """Median server CPU time per request (user + system, all threads), microseconds."""
-        return statistics.median(self.cpu_us_per_request) if self.cpu_us_per_request else math.nan
+    figures: TargetFigures  # cpu_us_per_request: the server's (all threads), per run
 
 
 def new_cell(endpoint: str, level: int) -> Cell:
@@ -46,7 +39,7 @@ def format_table(cells: list[Cell]) -> list[str]:
     header = ("endpoint", "AUDIT_LEVEL", "requests/s", "p99 ms", "server CPU us/req", "errors")
     rows = [
         (c.endpoint, str(c.level), f"{c.figures.requests_per_s:,.0f}",
-         f"{c.figures.p99_ms:.2f}", f"{c.cpu_us:.0f}", str(c.figures.errors))
+         f"{c.figures.p99_ms:.2f}", f"{c.figures.cpu_us:.0f}", str(c.figures.errors))
         for c in cells
     ]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
@@ -62,8 +55,9 @@ def format_table(cells: list[Cell]) -> list[str]:
 def format_runs(cell: Cell) -> str:
     """Every run's requests/s and p99, to show the spread behind the median."""
     runs = ", ".join(f"{r.requests_per_s:,.0f} ({r.p99_ms:.1f} ms)" for r in cell.figures.runs)
-    if cell.cpu_us_per_request:
-        runs += "; server CPU us/req " + ", ".join(f"{x:.0f}" for x in cell.cpu_us_per_request)
+    if cell.figures.cpu_us_per_request:
+        runs += "; server CPU us/req " + ", ".join(
+            f"{x:.0f}" for x in cell.figures.cpu_us_per_request)
     return f"runs {cell.endpoint} level {cell.level}: {runs}"
 
 
@@ -74,9 +68,10 @@ def overhead_line(endpoint: str, ratio: float) -> str:
 
 def cpu_line(endpoint: str, level3: Cell, level0: Cell) -> str:
     """Server CPU time per request at both levels: less sensitive to other load than req/s."""
-    extra = (level3.cpu_us / level0.cpu_us - 1) * 100 if level0.cpu_us else math.nan
-    return (f"server CPU per request on {endpoint}: level 0 {level0.cpu_us:.0f} us, "
-            f"level 3 {level3.cpu_us:.0f} us ({extra:+.0f}%)")
+    cpu0, cpu3 = level0.figures.cpu_us, level3.figures.cpu_us
+    extra = (cpu3 / cpu0 - 1) * 100 if cpu0 else math.nan
+    return (f"server CPU per request on {endpoint}: level 0 {cpu0:.0f} us, "
+            f"level 3 {cpu3:.0f} us ({extra:+.0f}%)")
 
 
 def final_line(ratio: float) -> str:
