@@ -68,12 +68,14 @@ class Http2Connection(asyncio.Protocol):
         "closed",
         "dead",
         "engine",
+        "flush_handle",
         "goaway_last_stream",
         "goaway_sent",
         "guard",
         "h2",
         "last_active",
         "max_header_list_size",
+        "queued_bytes",
         "router",
         "streams",
         "transport",
@@ -116,6 +118,8 @@ class Http2Connection(asyncio.Protocol):
         self.goaway_last_stream = 0
         self.closed = False  # the transport is gone
         self.dead = False  # no more frames are produced (closing or closed)
+        self.flush_handle: asyncio.Handle | None = None
+        self.queued_bytes = 0  # DATA handed to h2 since the last write
 
     def take_over(self, transport: asyncio.BaseTransport) -> None:
         """Become the protocol of a transport whose TLS handshake chose `h2`."""
@@ -353,7 +357,11 @@ class Http2Connection(asyncio.Protocol):
                     h2.send_data(stream_id, bytes(view[start : min(start + frame, size)]))
         except H2Error:
             return len(data)  # the stream is closed: drop the rest
-        self._output()
+        self.queued_bytes += size
+        if self.queued_bytes >= WRITE_HIGH_WATER_BYTES:
+            self._write()  # bodies go out now, so the socket's backpressure is seen in time
+        else:
+            self._output()
         return size
 
     def end_stream(self, stream_id: int, trailers: Fields | None) -> None:
@@ -402,17 +410,23 @@ class Http2Connection(asyncio.Protocol):
         self.batch_depth += 1
 
     def end_batch(self) -> None:
-        """Write the frames collected."""
+        """Write the frames collected (at the end of this loop iteration)."""
         self.batch_depth -= 1
         if not self.batch_depth:
-            self._write()
+            self._output()
 
     # -- output ----------------------------------------------------------------------------------
     def _output(self) -> None:
-        if not self.batch_depth:
-            self._write()
+        # Frames of every stream produced in one loop iteration (many upstream responses arrive
+        # together under load) leave in one TLS write: the write, not h2, is the expensive part.
+        if not self.batch_depth and self.flush_handle is None and not self.dead:
+            self.flush_handle = self.engine.loop.call_soon(self._write)
 
     def _write(self) -> None:
+        if self.flush_handle is not None:
+            self.flush_handle.cancel()
+            self.flush_handle = None
+        self.queued_bytes = 0
         data = self.h2.data_to_send()
         if data and not self.closed and not self.transport.is_closing():
             self.transport.write(data)
