@@ -27,6 +27,7 @@ from types import FrameType
 from bench.processes import BenchError
 from bench.server_report import (
     ENDPOINTS,
+    HEALTHZ,
     LEVELS,
     SETTINGS,
     Cell,
@@ -235,7 +236,7 @@ def run(options: Options) -> list[str]:
                 system = start_stack(stack, work, level, certs, password, cpus)
                 token = login(system.base_url, context, password)
                 check_endpoints(system.base_url, context, token)
-                scripts = {SETTINGS: wrk_script(work, token), "/healthz": plain_script}
+                scripts = {SETTINGS: wrk_script(work, token), HEALTHZ: plain_script}
                 sent = measure_level(system, index, scripts, options, cpus[1])
                 stats = audit_stats(system.base_url, context)
                 load_after = _load()
