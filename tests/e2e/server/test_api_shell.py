@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
-from websockets.sync.client import ClientConnection, connect
+from websockets.sync.client import ClientConnection
 
 from tests.e2e.server.core_harness import (
     CorralServer,
@@ -28,6 +28,7 @@ from tests.e2e.server.test_api_support import (
     create_user,
     running_corral_lb,
     ws_connect,
+    wss_connect,
 )
 from tests.support.net import free_port, port_open, wait_until
 from tests.support.procs import ManagedProcess
@@ -240,10 +241,9 @@ def test_shell_idle_behind_seeds_nginx(
     context = ssl.create_default_context(cafile=str(ca_path))
 
     def connect_shell() -> ClientConnection:
-        return connect(
-            f"wss://127.0.0.1:{port}/v3/shell", ssl=context, server_hostname="corral.test",
-            subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
-            additional_headers={"Authorization": f"Bearer {token}"}, open_timeout=10,
+        return wss_connect(
+            port, "/v3/shell", context, server_hostname="corral.test",
+            subprotocols=[SUBPROTOCOL], additional_headers={"Authorization": f"Bearer {token}"},
         )
 
     assert_idle_behaviour(connect_shell)
@@ -258,10 +258,10 @@ def test_shell_idle_behind_corral_lb(shared_corral_server: CorralServer, tmp_pat
         context = certs.client_context()
 
         def connect_shell() -> ClientConnection:
-            return connect(
-                f"wss://127.0.0.1:{port}/v3/shell", ssl=context, server_hostname="lb.test",
-                subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
-                additional_headers={"Authorization": f"Bearer {token}"}, open_timeout=10,
+            return wss_connect(
+                port, "/v3/shell", context, server_hostname="lb.test",
+                subprotocols=[SUBPROTOCOL],
+                additional_headers={"Authorization": f"Bearer {token}"},
             )
 
         assert_idle_behaviour(connect_shell)

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import select
+import socket
 import ssl
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from websockets.sync.client import ClientConnection, connect
@@ -68,19 +72,142 @@ def ws_ssl(server: CorralServer) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(server.ca_path))
 
 
+#: Seconds for TCP connect + TLS handshake, and again for the WebSocket handshake's answer.
+WS_OPEN_TIMEOUT = 10.0
+#: Seconds the closing handshake may take before the client drops the connection.
+WS_CLOSE_TIMEOUT = 5.0
+#: How often a thread waiting for the network re-checks whether the socket was closed.
+_POLL_SECONDS = 0.05
+
+
+class SerializedTLSSocket:
+    """A connected TLS socket whose OpenSSL calls never overlap, for websockets' sync client.
+
+    That client reads in a background thread while the caller writes, both on one SSLSocket.
+    OpenSSL forbids using one connection from two threads at once, and with TLS 1.3 it really
+    breaks: the server's session tickets arrive just after the handshake, and an upgrade request
+    written while the reader thread is processing them can vanish (the server receives only the
+    TLS handshake; both sides then wait). Here every TLS call holds one lock and the waiting for
+    the network happens outside it (non-blocking socket, select), so a reader never holds up a
+    writer, and `close()` from another thread ends a waiting reader promptly.
+    """
+
+    def __init__(self, tls: ssl.SSLSocket) -> None:
+        self._tls = tls
+        self._lock = threading.Lock()
+        self._closed = False
+        self._timeout: float | None = None
+        tls.setblocking(False)
+
+    def settimeout(self, timeout: float | None) -> None:
+        """Bound later recv/sendall calls (websockets sets this for the closing handshake)."""
+        self._timeout = timeout
+
+    def recv(self, size: int) -> bytes:
+        """Up to `size` decrypted bytes, waiting for them; b"" at the end of the stream."""
+        deadline = self._deadline()
+        while True:
+            with self._lock:
+                self._check_open()
+                try:
+                    return self._tls.recv(size)
+                except ssl.SSLWantReadError:
+                    writing = False
+                except ssl.SSLWantWriteError:
+                    writing = True
+            self._wait(writing, deadline)
+
+    def sendall(self, data: bytes) -> None:
+        """Send every byte of `data` (retrying with the same bytes, as OpenSSL requires)."""
+        deadline = self._deadline()
+        sent = 0
+        with memoryview(data) as view, view.cast("B") as octets:
+            while sent < len(octets):
+                with self._lock:
+                    self._check_open()
+                    try:
+                        sent += self._tls.send(octets[sent:])
+                        continue
+                    except ssl.SSLWantWriteError:
+                        writing = True
+                    except ssl.SSLWantReadError:
+                        writing = False
+                self._wait(writing, deadline)
+
+    def shutdown(self, how: int) -> None:
+        """Half-close the TCP connection (SSLSocket.shutdown would drop the TLS state the
+        reader thread is still using)."""
+        with self._lock:
+            socket.socket.shutdown(self._tls, how)
+
+    def close(self) -> None:
+        """Close the connection; a thread waiting in recv/sendall gets OSError."""
+        self._closed = True
+        with self._lock:
+            self._tls.close()
+
+    def fileno(self) -> int:
+        """The TCP socket's descriptor (websockets' reader thread selects on it)."""
+        return self._tls.fileno()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tls, name)  # family, setsockopt, getsockname, getpeername
+
+    def _deadline(self) -> float | None:
+        return None if self._timeout is None else time.monotonic() + self._timeout
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise OSError("the WebSocket's TLS socket was closed")
+
+    def _wait(self, writing: bool, deadline: float | None) -> None:
+        """Wait (without the lock) until the socket is ready, it is closed, or the deadline."""
+        wait = _POLL_SECONDS
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("timed out")
+            wait = min(wait, left)
+        self._check_open()
+        fd = [self._tls.fileno()]
+        select.select([] if writing else fd, fd if writing else [], [], wait)
+
+
+def wss_connect(port: int, path: str, context: ssl.SSLContext, *,
+                server_hostname: str = "127.0.0.1", open_timeout: float = WS_OPEN_TIMEOUT,
+                **kwargs: Any) -> ClientConnection:
+    """A WebSocket over TLS to 127.0.0.1:`port` with websockets' sync client, its TLS calls
+    serialized (see SerializedTLSSocket): a server that never answers the handshake is a
+    TimeoutError after `open_timeout` seconds, never a hang."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=open_timeout)
+    try:
+        tls = context.wrap_socket(raw, server_hostname=server_hostname)
+    except BaseException:
+        raw.close()
+        raise
+    serialized = SerializedTLSSocket(tls)
+    try:
+        # TLS is already on: websockets must treat the socket as plain, hence ws:// (the Host
+        # header is the same, 127.0.0.1:port).
+        connection: ClientConnection = connect(
+            f"ws://127.0.0.1:{port}{path}",
+            sock=cast(socket.socket, serialized),
+            open_timeout=open_timeout,
+            close_timeout=WS_CLOSE_TIMEOUT,
+            **kwargs,
+        )
+    except BaseException:
+        serialized.close()  # websockets closes it on a failed handshake; this covers the rest
+        raise
+    return connection
+
+
 def ws_connect(server: CorralServer, path: str, token: str | None,
                **kwargs: Any) -> ClientConnection:
     """A WebSocket to the server's HTTPS listener."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    connection: ClientConnection = connect(
-        f"wss://127.0.0.1:{server.https_port}{path}",
-        ssl=ws_ssl(server),
-        additional_headers=headers,
-        open_timeout=10,
-        close_timeout=5,
-        **kwargs,
-    )
-    return connection
+    return wss_connect(server.https_port, path, ws_ssl(server), additional_headers=headers,
+                       **kwargs)
 
 
 def receive_json(ws: ClientConnection, timeout: float = 10) -> dict[str, Any]:
