@@ -445,11 +445,13 @@ class H2Stream:
         """send_timeout for a client that opens no window, read_timeout for the upstream and for
         an idle tunnel."""
         route = self.route
-        if self.blocked_since and now - self.blocked_since > route.send_timeout:
-            self.engine.note_error(
-                f"client {self.client_ip.decode()} stopped reading HTTP/2 stream {self.stream_id}"
-            )
-            self.cancel(ErrorCodes.CANCEL)
+        if self.blocked_since:  # waiting for the client, not the upstream
+            if now - self.blocked_since > route.send_timeout:
+                self.engine.note_error(
+                    f"client {self.client_ip.decode()} stopped reading HTTP/2 stream "
+                    f"{self.stream_id}"
+                )
+                self.cancel(ErrorCodes.CANCEL)
             return
         tunnel = self.tunnel
         if tunnel is not None:

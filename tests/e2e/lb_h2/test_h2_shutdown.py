@@ -1,5 +1,5 @@
-"""GOAWAY when `corral lb` stops or reloads: streams in flight finish, new ones are refused,
-WebSockets over HTTP/2 stay open on the draining worker."""
+"""GOAWAY when `corral lb` stops or reloads (streams in flight finish, new ones are refused,
+WebSockets over HTTP/2 stay open on the draining worker), and the HTTP/2 timeouts."""
 
 from __future__ import annotations
 
@@ -70,3 +70,35 @@ def test_reload_keeps_a_websocket_over_h2_open(
         client.flush()
         client.wait_closed()
     assert "reloaded" in lb.output()
+
+
+def test_idle_connection_gets_goaway_after_keepalive_timeout(
+    certs: Certs, backend: Backend, start_lb: StartLb
+) -> None:
+    """A connection without streams for keepalive_timeout (1 s here) gets GOAWAY NO_ERROR and
+    is closed."""
+    lb = start_lb(lb_config(certs, [backend], keepalive_timeout="1s"))
+    with H2Client(certs, lb.port) as client:
+        assert client.response(client.start("/echo")).status == 200
+        goaway = client.wait_goaway(timeout=20)  # the idle period is the behaviour
+        assert goaway.error_code == ErrorCodes.NO_ERROR
+        client.wait_closed()
+
+
+def test_stream_whose_client_opens_no_window_is_reset_after_send_timeout(
+    certs: Certs, backend: Backend, start_lb: StartLb
+) -> None:
+    """A client that never acknowledges a large body has that stream reset (CANCEL) after
+    send_timeout (1 s here), which frees the upstream; its connection keeps working."""
+    lb = start_lb(lb_config(certs, [backend], server={"send_timeout": "1s"}))
+    with H2Client(certs, lb.port, auto_ack=False) as client:
+        stream = client.start("/bytes/10000000")
+        result = client.streams[stream]
+        client.wait(lambda: result.reset_code is not None, timeout=30)  # the stall
+        assert result.reset_code == ErrorCodes.CANCEL
+        wait_until(lambda: backend.stats()["in_flight"] == 0, timeout=10)
+        client.auto_ack = True
+        client.conn.acknowledge_received_data(len(result.body), stream)
+        client.flush()
+        assert client.response(client.start("/echo")).status == 200
+    assert "stopped reading HTTP/2 stream" in lb.output()
