@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from bench.configs import CertFiles
 from bench.processes import BenchError
 from bench.server_report import (
     ENDPOINTS,
@@ -67,6 +68,7 @@ class Options:
     warmup: int
     connections: int
     pin: bool
+    interleave: bool
 
 
 def parse_args(argv: list[str] | None) -> Options:
@@ -86,6 +88,9 @@ def parse_args(argv: list[str] | None) -> Options:
                         help="smoke check: 1 run of 1 s after 1 s of warm-up")
     parser.add_argument("--no-pin", action="store_true",
                         help="do not pin the server to one CPU and corral lb + wrk to another")
+    parser.add_argument("--interleave", action="store_true",
+                        help="run both levels' servers at once and alternate their runs, so "
+                        "changing load on a shared machine hits both alike")
     parser.add_argument("--no-setup", action="store_true",
                         help="skip scripts/setup (handled by the wrapper)")
     args = parser.parse_args(argv)
@@ -96,6 +101,7 @@ def parse_args(argv: list[str] | None) -> Options:
         warmup=args.warmup if args.warmup is not None else base["warmup"],
         connections=args.connections,
         pin=not args.no_pin,
+        interleave=args.interleave,
     )
     for name in ("duration", "runs", "connections"):
         if getattr(options, name) < 1:
@@ -134,11 +140,13 @@ def _header(options: Options, cpus: tuple[int | None, int | None]) -> list[str]:
     server_cpu, load_cpu = cpus
     placement = (f"corral server pinned to CPU {server_cpu}, corral lb and wrk to CPU {load_cpu}"
                  if server_cpu is not None else "no CPU pinning")
+    order = ("both levels' servers running, their runs interleaved" if options.interleave
+             else "level 0, then level 3")
     return [
         f"corral server audit overhead: wrk -t1 -c{options.connections}, HTTPS keep-alive through "
         "corral lb (1 worker, access_log off) to a fresh corral server per AUDIT_LEVEL; "
         f"{options.runs} x {options.duration} s runs per endpoint and level (median) after a "
-        f"{options.warmup} s warm-up; GET /v3/settings with Authorization: Bearer <token>",
+        f"{options.warmup} s warm-up; {order}; GET /v3/settings with Authorization: Bearer <token>",
         f"machine: {os.cpu_count()} CPUs, {placement}; load average at start {_load()}",
         "versions: " + ", ".join([
             _tool_version(["wrk", "--version"]),
@@ -155,41 +163,70 @@ def wrk_script(directory: Path, token: str) -> Path:
     Setting `wrk.headers` at load time is what `-H` does (the request is built once), and keeps
     the token out of the process list.
     """
-    path = directory / "wrk-auth.lua"
+    path = directory / "wrk-auth.lua"  # one per level: the levels may run at once
     path.touch(mode=0o600)
     path.write_text(f'wrk.headers["Authorization"] = "Bearer {token}"\n{DONE_SCRIPT}')
     return path
 
 
-def measure_level(
-    stack: Stack, cells: dict[tuple[str, int], Cell], scripts: dict[str, Path],
-    options: Options, cpu: int | None,
-) -> int:
-    """Warm up, then interleave the measured runs of both endpoints; returns the number of
-    /v3/settings requests wrk completed (each one must have an audit record at level 3)."""
-    settings_requests = 0
-    urls = {endpoint: stack.base_url + endpoint for endpoint in ENDPOINTS}
-    if options.warmup:
-        for endpoint in ENDPOINTS:
-            _say(f"AUDIT_LEVEL={stack.level}: warm-up {endpoint} ({options.warmup} s)")
-            result = run_wrk(urls[endpoint], options.warmup, options.connections,
-                             scripts[endpoint], cpu)
-            settings_requests += result.requests if endpoint == SETTINGS else 0
+@dataclass
+class Subject:
+    """One level's running system, the wrk script per endpoint, and what wrk sent it."""
+
+    system: Stack
+    scripts: dict[str, Path]
+    load_before: str
+    settings_requests: int = 0  # every one must leave an audit record at level 3
+
+
+def prepare(
+    stack: contextlib.ExitStack, work: Path, level: int, certs: CertFiles,
+    context: ssl.SSLContext, cpus: tuple[int | None, int | None], plain_script: Path,
+) -> Subject:
+    """Start the level's server and lb, log in once, check both endpoints answer."""
+    load_before = _load()
+    password = new_password()
+    _say(f"AUDIT_LEVEL={level}: starting corral server and corral lb")
+    system = start_stack(stack, work, level, certs, password, cpus)
+    token = login(system.base_url, context, password)
+    check_endpoints(system.base_url, context, token)
+    scripts = {SETTINGS: wrk_script(system.audit_dir.parent, token), HEALTHZ: plain_script}
+    return Subject(system, scripts, load_before)
+
+
+def measure(
+    subjects: list[Subject], cells: dict[tuple[str, int], Cell], options: Options,
+    cpu: int | None,
+) -> None:
+    """Warm up, then interleave the measured runs of every endpoint (and subject)."""
+    for subject in subjects:
+        for endpoint in ENDPOINTS if options.warmup else ():
+            _say(f"AUDIT_LEVEL={subject.system.level}: warm-up {endpoint} ({options.warmup} s)")
+            result = run_wrk(subject.system.base_url + endpoint, options.warmup,
+                             options.connections, subject.scripts[endpoint], cpu)
+            subject.settings_requests += result.requests if endpoint == SETTINGS else 0
     for run in range(1, options.runs + 1):
-        for endpoint in ENDPOINTS:
-            before = cpu_seconds(stack.server)
-            result = run_wrk(urls[endpoint], options.duration, options.connections,
-                             scripts[endpoint], cpu)
-            used = cpu_seconds(stack.server) - before
-            cell = cells[endpoint, stack.level]
-            cell.figures.runs.append(result)
-            cell.figures.cpu_us_per_request.append(used / max(result.requests, 1) * 1e6)
-            settings_requests += result.requests if endpoint == SETTINGS else 0
-            _say(f"AUDIT_LEVEL={stack.level} run {run}/{options.runs} {endpoint}: "
-                 f"{result.requests_per_s:,.0f} req/s, p99 {result.p99_ms:.2f} ms, "
-                 f"server CPU {cell.figures.cpu_us_per_request[-1]:.0f} us/req"
-                 + (f", {result.error_note}" if result.errors else ""))
-    return settings_requests
+        for subject in subjects:
+            for endpoint in ENDPOINTS:
+                _measure_once(subject, endpoint, cells, options, cpu, f"{run}/{options.runs}")
+
+
+def _measure_once(
+    subject: Subject, endpoint: str, cells: dict[tuple[str, int], Cell], options: Options,
+    cpu: int | None, label: str,
+) -> None:
+    server, level = subject.system.server, subject.system.level
+    before = cpu_seconds(server)
+    result = run_wrk(subject.system.base_url + endpoint, options.duration, options.connections,
+                     subject.scripts[endpoint], cpu)
+    used = cpu_seconds(server) - before
+    cell = cells[endpoint, level]
+    cell.figures.runs.append(result)
+    cell.figures.cpu_us_per_request.append(used / max(result.requests, 1) * 1e6)
+    subject.settings_requests += result.requests if endpoint == SETTINGS else 0
+    _say(f"AUDIT_LEVEL={level} run {label} {endpoint}: {result.requests_per_s:,.0f} req/s, "
+         f"p99 {result.p99_ms:.2f} ms, server CPU {cell.figures.cpu_us_per_request[-1]:.0f} us/req"
+         + (f", {result.error_note}" if result.errors else ""))
 
 
 def audit_report(level: int, count: AuditCount, stats: dict[str, int], expected: int) -> str:
@@ -214,36 +251,33 @@ def audit_report(level: int, count: AuditCount, stats: dict[str, int], expected:
 
 
 def run(options: Options) -> list[str]:
-    """Start, measure and stop each level in turn; returns the report's lines."""
+    """Start, measure and stop the levels (in turn, or together); returns the report's lines."""
     if shutil.which("wrk") is None:
         raise BenchError("`wrk` is not installed; run scripts/setup (or bench/server)")
     cpus = choose_cpus(options.pin)
     header = _header(options, cpus)
     cells = [new_cell(endpoint, level) for endpoint in ENDPOINTS for level in LEVELS]
-    index = by_key(cells)
     audit_lines: list[str] = []
+    groups = [list(LEVELS)] if options.interleave else [[level] for level in LEVELS]
     with tempfile.TemporaryDirectory(prefix="corral-bench-server-") as tmp:
         work = Path(tmp)
         certs = make_certificate(work)
         context = client_context(certs)
         plain_script = work / "done.lua"
         plain_script.write_text(DONE_SCRIPT)
-        for level in LEVELS:
-            password = new_password()
-            load_before = _load()
+        for group in groups:
             with contextlib.ExitStack() as stack:  # stops lb, then server (flushing the log)
-                _say(f"AUDIT_LEVEL={level}: starting corral server and corral lb")
-                system = start_stack(stack, work, level, certs, password, cpus)
-                token = login(system.base_url, context, password)
-                check_endpoints(system.base_url, context, token)
-                scripts = {SETTINGS: wrk_script(work, token), HEALTHZ: plain_script}
-                sent = measure_level(system, index, scripts, options, cpus[1])
-                stats = audit_stats(system.base_url, context)
+                subjects = [prepare(stack, work, level, certs, context, cpus, plain_script)
+                            for level in group]
+                measure(subjects, by_key(cells), options, cpus[1])
+                stats = [audit_stats(s.system.base_url, context) for s in subjects]
                 load_after = _load()
-            count = count_audit_records(system.audit_dir)
-            audit_lines.append(audit_report(level, count, stats, sent + 2))
-            audit_lines.append(f"AUDIT_LEVEL={level} measured with load average {load_before} "
-                               f"before and {load_after} after")
+            for subject, level_stats in zip(subjects, stats, strict=True):
+                level, sent = subject.system.level, subject.settings_requests + 2
+                count = count_audit_records(subject.system.audit_dir)
+                audit_lines.append(audit_report(level, count, level_stats, sent))
+                audit_lines.append(f"AUDIT_LEVEL={level} measured with load average "
+                                   f"{subject.load_before} before and {load_after} after")
     return header + report_lines(cells, audit_lines)
 
 

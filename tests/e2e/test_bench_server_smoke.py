@@ -41,10 +41,13 @@ def bench_tmp(tmp_path: Path) -> Iterator[Path]:
     assert not leftovers, f"processes left running: {[p.info['cmdline'] for p in leftovers]}"
 
 
-def test_quick_run_prints_both_levels_and_the_ratio(bench_tmp: Path) -> None:
+@pytest.mark.parametrize(
+    "extra", [[], ["--interleave", "--no-setup"]], ids=["in-turn", "interleaved"]
+)
+def test_quick_run_prints_both_levels_and_the_ratio(bench_tmp: Path, extra: list[str]) -> None:
     """`bench/server --quick` prints a row per endpoint and level, the overheads, the ratio."""
     done = subprocess.run(
-        [str(SCRIPT), "--quick"],
+        [str(SCRIPT), "--quick", *extra],
         capture_output=True,
         text=True,
         timeout=120,
