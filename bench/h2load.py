@@ -1,6 +1,10 @@
 """HTTP/2 runs of bench/lb_vs_nginx: `h2load` (nghttp2) with many streams on a few TLS
 connections against each proxy (nginx listens `ssl http2` as in the seeds), in the same run as
-the wrk measurements. Pure parsing and formatting here, plus the one function that runs it."""
+the wrk measurements. Pure parsing and formatting here, plus the one function that runs it.
+
+Runs are counted in requests, not seconds: nginx ends an HTTP/2 connection with GOAWAY after
+`keepalive_requests` (1000 by default, the seeds set nothing) and h2load does not reconnect, so
+a timed run would measure nginx idling. Each connection makes at most 1000 requests."""
 
 from __future__ import annotations
 
@@ -22,6 +26,8 @@ if TYPE_CHECKING:
 
 H2_CONNECTIONS = 16
 H2_STREAMS = 32  # concurrent streams per connection (h2load -m)
+NGINX_REQUESTS_PER_CONNECTION = 1000  # nginx's default keepalive_requests
+WARMUP_REQUESTS_PER_CONNECTION = 100
 PEERS = ("nginx-seeds", "nginx-tuned")
 
 _FINISHED = re.compile(r"finished in [\d.]+m?s, ([\d.]+) req/s")
@@ -73,12 +79,17 @@ class H2Figures:
         return sum(r.errors for r in self.runs)
 
 
-def h2load_argv(url: str, duration_s: int, warmup_s: int) -> list[str]:
-    """h2load: one thread, H2_CONNECTIONS connections x H2_STREAMS streams, for `duration_s`."""
-    argv = ["h2load", "-t1", f"-c{H2_CONNECTIONS}", f"-m{H2_STREAMS}", f"-D{duration_s}"]
-    if warmup_s:
-        argv.append(f"--warm-up-time={warmup_s}")
-    return [*argv, url]
+def requests_per_connection(duration_s: int) -> int:
+    """How many requests each connection makes: 100 per second of the wrk runs' duration, at
+    most nginx's keepalive_requests."""
+    return min(NGINX_REQUESTS_PER_CONNECTION, 100 * duration_s)
+
+
+def h2load_argv(url: str, per_connection: int) -> list[str]:
+    """h2load: one thread, H2_CONNECTIONS connections x H2_STREAMS streams, `per_connection`
+    requests on each."""
+    total = H2_CONNECTIONS * per_connection
+    return ["h2load", "-t1", f"-c{H2_CONNECTIONS}", f"-m{H2_STREAMS}", f"-n{total}", url]
 
 
 def parse_h2load_output(text: str) -> H2Result:
@@ -102,10 +113,10 @@ def parse_h2load_output(text: str) -> H2Result:
     )
 
 
-def run_h2load(url: str, duration_s: int, warmup_s: int, cpu: int | None) -> H2Result:
+def run_h2load(url: str, per_connection: int, cpu: int | None) -> H2Result:
     """Run h2load once (pinned to `cpu` when given)."""
-    argv = h2load_argv(url, duration_s, warmup_s)
-    limit = duration_s + warmup_s + 60
+    argv = h2load_argv(url, per_connection)
+    limit = 120
     try:
         done = subprocess.run(
             argv,
@@ -135,20 +146,26 @@ def measure_h2(
     *,
     duration_s: int,
     runs: int,
-    warmup_s: int,
+    warmup: bool,
     cpu: int | None,
     say: Callable[[str], None],
 ) -> list[H2Figures]:
-    """h2load against every proxy (the targets with an HTTPS port), runs interleaved."""
+    """h2load against every proxy (the targets with an HTTPS port): a short warm-up run each,
+    then the measured runs interleaved."""
     if shutil.which("h2load") is None:
         raise BenchError("`h2load` is not installed; run scripts/setup (or bench/lb_vs_nginx)")
     proxies = [t for t in targets if t.https_port is not None]
     figures = {t.figures.name: H2Figures(t.figures.name) for t in proxies}
+    per_connection = requests_per_connection(duration_s)
+    if warmup:
+        for target in proxies:
+            say(f"h2load warm-up {target.figures.name}")
+            run_h2load(target.url, WARMUP_REQUESTS_PER_CONNECTION, cpu)
     for run in range(1, runs + 1):
         for target in proxies:
             name = target.figures.name
             before = _cpu_seconds(target.worker_pid)
-            result = run_h2load(target.url, duration_s, warmup_s if run == 1 else 0, cpu)
+            result = run_h2load(target.url, per_connection, cpu)
             used = _cpu_seconds(target.worker_pid) - before
             figures[name].runs.append(result)
             if result.requests:
@@ -180,10 +197,13 @@ def h2_report(figures: Sequence[H2Figures], duration_s: int) -> list[str]:
         rest = [cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True)]
         return "  ".join([cells[0].ljust(widths[0]), *rest])
 
+    per_connection = requests_per_connection(duration_s)
     lines = [
         "",
-        f"HTTP/2: h2load -t1 -c{H2_CONNECTIONS} -m{H2_STREAMS} -D{duration_s} (GET /, "
-        f"{H2_CONNECTIONS * H2_STREAMS} streams in flight), median of the runs",
+        f"HTTP/2: h2load -t1 -c{H2_CONNECTIONS} -m{H2_STREAMS} "
+        f"-n{H2_CONNECTIONS * per_connection} (GET /, {H2_CONNECTIONS * H2_STREAMS} streams in "
+        f"flight, {per_connection} requests per connection: nginx's keepalive_requests ends a "
+        "connection at 1000), median of the runs",
         line(header),
         "  ".join("-" * w for w in widths),
         *(line(r) for r in rows),

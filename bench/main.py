@@ -263,7 +263,7 @@ def run(options: Options) -> list[str]:
             targets,
             duration_s=options.duration,
             runs=options.runs,
-            warmup_s=options.warmup,
+            warmup=options.warmup > 0,
             cpu=placement.load,
             say=_say,
         )

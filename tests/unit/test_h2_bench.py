@@ -5,7 +5,14 @@ from __future__ import annotations
 import math
 
 import pytest
-from bench.h2load import H2Figures, H2Result, h2_report, h2load_argv, parse_h2load_output
+from bench.h2load import (
+    H2Figures,
+    H2Result,
+    h2_report,
+    h2load_argv,
+    parse_h2load_output,
+    requests_per_connection,
+)
 from bench.processes import BenchError
 
 SUMMARY = """\
@@ -41,18 +48,20 @@ def test_output_without_summary_is_an_error() -> None:
         parse_h2load_output("starting benchmark...\nconnect failed\n")
 
 
-def test_argv_has_streams_duration_and_optional_warm_up() -> None:
-    """One thread, 16 connections x 32 streams, the duration, a warm-up only when asked."""
-    assert h2load_argv("https://x/", 10, 5) == [
+def test_argv_counts_requests_per_connection_within_nginx_limit() -> None:
+    """16 connections x 32 streams; 100 requests per connection per second of --duration, at
+    most nginx's keepalive_requests (1000), since h2load does not reconnect after GOAWAY."""
+    assert requests_per_connection(1) == 100
+    assert requests_per_connection(10) == 1000
+    assert requests_per_connection(30) == 1000
+    assert h2load_argv("https://x/", 1000) == [
         "h2load",
         "-t1",
         "-c16",
         "-m32",
-        "-D10",
-        "--warm-up-time=5",
+        "-n16000",
         "https://x/",
     ]
-    assert "--warm-up-time=0" not in h2load_argv("https://x/", 10, 0)
 
 
 def test_report_has_a_row_per_proxy_and_ratios_against_both_nginx() -> None:

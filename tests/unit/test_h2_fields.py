@@ -134,3 +134,14 @@ def test_trailer_fields_keep_only_end_to_end_metadata() -> None:
     """Trailers lose framing/routing fields and keep the rest, lower-cased."""
     trailers = [(b"X-Checksum", b"1"), (b"Content-Length", b"5"), (b"Grpc-Status", b"0")]
     assert trailer_fields(trailers) == [(b"x-checksum", b"1"), (b"grpc-status", b"0")]
+
+
+def test_protocol_errors_are_logged_without_header_values() -> None:
+    """h2's messages quoting a header value lose the value; others stay whole."""
+    from corral.proxy.http2 import without_values
+
+    leaky = ValueError("Illegal character '\\n' in header value: b'Bearer s3cr3t\\n'")
+    assert "s3cr3t" not in without_values(leaky)
+    assert without_values(leaky).startswith("Illegal character")
+    plain = ValueError("Received uppercase header name b'X-A'.")
+    assert without_values(plain) == str(plain)

@@ -59,6 +59,14 @@ _H2_CONFIG = H2Configuration(
 )
 
 
+def without_values(error: Exception) -> str:
+    """h2's message for `error`, cut before any header value it quotes (values may carry
+    credentials, which never reach a log)."""
+    text = str(error)
+    cut = text.find(" value")
+    return text[: cut + len(" value")] + " (not logged)" if cut >= 0 else text
+
+
 class Http2Connection(asyncio.Protocol):
     """One client connection speaking HTTP/2."""
 
@@ -153,7 +161,9 @@ class Http2Connection(asyncio.Protocol):
         try:
             events = self.h2.receive_data(data)
         except H2Error as exc:  # h2 has queued GOAWAY with the right code
-            engine.note_error(f"HTTP/2 protocol error from {self.client_ip.decode()}: {exc}")
+            engine.note_error(
+                f"HTTP/2 protocol error from {self.client_ip.decode()}: {without_values(exc)}"
+            )
             self._close()
             return
         self.batch_depth += 1
