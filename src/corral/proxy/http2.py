@@ -86,6 +86,7 @@ class Http2Connection(asyncio.Protocol):
         "queued_bytes",
         "router",
         "streams",
+        "tails",
         "transport",
         "write_paused",
         "write_paused_since",
@@ -118,6 +119,7 @@ class Http2Connection(asyncio.Protocol):
         h2.decoder.max_header_list_size = hard_limit
         self.client_ip = b"-"
         self.streams: dict[int, H2Stream] = {}
+        self.tails: list[H2Stream] = []  # streams holding back a body piece until end_batch
         self.batch_depth = 0
         self.write_paused = False
         self.write_paused_since = 0.0
@@ -349,8 +351,9 @@ class Http2Connection(asyncio.Protocol):
             return
         self._output()
 
-    def send_data(self, stream_id: int, data: bytes) -> int:
-        """Send as much of `data` as the flow-control windows allow; returns how much."""
+    def send_data(self, stream_id: int, data: bytes, *, end: bool = False) -> int:
+        """Send as much of `data` as the flow-control windows allow; returns how much. `end`:
+        END_STREAM on the last frame, if all of `data` fits."""
         if self.dead:
             return len(data)  # nobody will read it
         h2 = self.h2
@@ -360,11 +363,15 @@ class Http2Connection(asyncio.Protocol):
                 return 0
             frame = h2.max_outbound_frame_size
             if size == len(data) and size <= frame:
-                h2.send_data(stream_id, data)
+                h2.send_data(stream_id, data, end_stream=end)
             else:
                 view = memoryview(data)
+                last = end and size == len(data)
                 for start in range(0, size, frame):
-                    h2.send_data(stream_id, bytes(view[start : min(start + frame, size)]))
+                    stop = min(start + frame, size)
+                    h2.send_data(
+                        stream_id, bytes(view[start:stop]), end_stream=last and stop == size
+                    )
         except H2Error:
             return len(data)  # the stream is closed: drop the rest
         self.queued_bytes += size
@@ -423,7 +430,15 @@ class Http2Connection(asyncio.Protocol):
         """Write the frames collected (at the end of this loop iteration)."""
         self.batch_depth -= 1
         if not self.batch_depth:
+            if self.tails:
+                tails, self.tails = self.tails, []
+                for stream in tails:
+                    stream.release_tail()
             self._output()
+
+    def hold_tail(self, stream: H2Stream) -> None:
+        """`stream` holds back a body piece until the batch ends."""
+        self.tails.append(stream)
 
     # -- output ----------------------------------------------------------------------------------
     def _output(self) -> None:
