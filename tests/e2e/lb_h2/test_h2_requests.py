@@ -201,6 +201,24 @@ def test_nghttp_download_and_upload(certs: Certs, lb: LbProcess, tmp_path: Any) 
     assert json.loads(sent.stdout)["length"] == 200000
 
 
+def test_small_response_is_two_frames(lb: LbProcess) -> None:
+    """A small response is one HEADERS and one DATA frame carrying END_STREAM (nghttp -v)."""
+    got = subprocess.run(
+        ["nghttp", "-nv", f"https://127.0.0.1:{lb.port}/echo"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert got.returncode == 0, got.stderr
+    received = re.findall(
+        r"recv (HEADERS|DATA) frame <length=(\d+), flags=(0x[0-9a-f]+)", got.stdout
+    )
+    assert [kind for kind, _, _ in received] == ["HEADERS", "DATA"], got.stdout
+    _, length, flags = received[1]
+    assert int(length) > 0 and int(flags, 16) & 0x1, got.stdout  # END_STREAM on the data
+
+
 def test_h2load_many_streams_without_failures(lb: LbProcess) -> None:
     """h2load: 4 connections x 32 concurrent streams, 4000 requests, all succeed."""
     result = subprocess.run(
