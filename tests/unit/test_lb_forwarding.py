@@ -173,19 +173,18 @@ def test_switching_protocols_head_keeps_upgrade() -> None:
 
 
 @pytest.mark.parametrize(
-    ("minor", "headers", "reusable"),
+    ("minor", "connection", "reusable"),
     [
-        (1, [], True),
-        (1, [(b"Connection", b"close")], False),
-        (0, [], False),
-        (0, [(b"Connection", b"Keep-Alive")], True),
+        (1, None, True),
+        (1, b"close", False),
+        (0, None, False),
+        (0, b"Keep-Alive", True),
+        (1, b"keep-alive, Close", False),
     ],
 )
-def test_upstream_keep_alive(
-    minor: int, headers: list[tuple[bytes, bytes]], reusable: bool
-) -> None:
+def test_upstream_keep_alive(minor: int, connection: bytes | None, reusable: bool) -> None:
     """Upstream connection reuse follows the response's version and Connection header."""
-    assert fw.upstream_keeps_alive(minor, headers) is reusable
+    assert fw.upstream_keeps_alive(minor, connection) is reusable
 
 
 def test_error_response_is_complete_http() -> None:

@@ -29,14 +29,29 @@ HOP_BY_HOP = frozenset(
 # Request headers the proxy sets itself (whatever the client sent is replaced).
 _REPLACED_ON_REQUEST = frozenset({b"x-forwarded-proto", b"x-forwarded-port", b"host"})
 
+# Connection tokens that name no end-to-end header.
+_CONNECTION_OPTIONS = HOP_BY_HOP | {b"close"}
+
 IDEMPOTENT_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
+
+
+# Lengths of every header name the policy looks at: other names skip the lower-casing.
+_WATCHED_LENGTHS = frozenset(
+    len(n)
+    for n in (
+        *HOP_BY_HOP,
+        *_REPLACED_ON_REQUEST,
+        b"x-forwarded-for",
+        b"content-length",
+    )
+)
 
 
 def connection_tokens(headers: Headers) -> frozenset[bytes]:
     """Lower-case tokens of every `Connection` header (they name more hop-by-hop headers)."""
     tokens: set[bytes] = set()
     for name, value in headers:
-        if name.lower() == b"connection":
+        if len(name) == 10 and name.lower() == b"connection":
             tokens.update(t.strip().lower() for t in value.split(b",") if t.strip())
     return frozenset(tokens)
 
@@ -63,33 +78,68 @@ def build_upstream_head(
     `listener_lines` comes from `forwarded_constants`; `upgrade` is the client's Upgrade value
     when the request asks to switch protocols; `chunked` re-frames a chunked body.
     """
-    named = connection_tokens(headers) if _has_connection(headers) else frozenset()
+    parts = [method, b" ", target, b" HTTP/1.1\r\nHost: ", host, b"\r\n"]
+    extend = parts.extend
     forwarded_for = b""
-    parts = [b"%s %s HTTP/1.1\r\nHost: %s\r\n" % (method, target, host)]
-    append = parts.append
+    named: frozenset[bytes] | None = None
     for name, value in headers:
-        lower = name.lower()
-        if lower in HOP_BY_HOP or lower in _REPLACED_ON_REQUEST or lower in named:
-            continue
-        if lower == b"x-forwarded-for":
-            forwarded_for = value if not forwarded_for else forwarded_for + b", " + value
-            continue
-        append(b"%s: %s\r\n" % (name, value))
-    append(listener_lines)
+        if len(name) in _WATCHED_LENGTHS:
+            lower = name.lower()
+            if lower in HOP_BY_HOP:
+                if lower == b"connection" and named is None:
+                    named = connection_tokens(headers)
+                continue
+            if lower in _REPLACED_ON_REQUEST:
+                continue
+            if lower == b"x-forwarded-for":
+                forwarded_for = value if not forwarded_for else forwarded_for + b", " + value
+                continue
+        extend((name, b": ", value, b"\r\n"))
+    if named is not None:
+        kept = _without_named(headers, named)
+        if kept is not None:  # the client's Connection header names more hop-by-hop headers
+            return build_upstream_head(
+                method,
+                target,
+                kept,
+                host=host,
+                client_ip=client_ip,
+                listener_lines=listener_lines,
+                upgrade=upgrade,
+                chunked=chunked,
+            )
+    return _finish_upstream_head(parts, forwarded_for, client_ip, listener_lines, upgrade, chunked)
+
+
+def _without_named(headers: Headers, named: frozenset[bytes]) -> list[tuple[bytes, bytes]] | None:
+    """`headers` less those a Connection header names (hop-by-hop ones stay: the caller drops
+    them anyway and may need their values); None when nothing would be removed."""
+    if named <= _CONNECTION_OPTIONS:  # the usual `keep-alive`, `close`, `upgrade`
+        return None
+    if not any(n.lower() in named and n.lower() not in HOP_BY_HOP for n, _ in headers):
+        return None
+    return [(n, v) for n, v in headers if n.lower() not in named or n.lower() in HOP_BY_HOP]
+
+
+def _finish_upstream_head(
+    parts: list[bytes],
+    forwarded_for: bytes,
+    client_ip: bytes,
+    listener_lines: bytes,
+    upgrade: bytes | None,
+    chunked: bool,
+) -> bytes:
+    parts.append(listener_lines)
     if forwarded_for:
-        append(b"X-Forwarded-For: %s, %s\r\n" % (forwarded_for, client_ip))
+        parts += (b"X-Forwarded-For: ", forwarded_for, b", ", client_ip, b"\r\n")
     else:
-        append(b"X-Forwarded-For: %s\r\n" % client_ip)
+        parts += (b"X-Forwarded-For: ", client_ip, b"\r\n")
     if upgrade is not None:
-        append(b"Upgrade: %s\r\nConnection: upgrade\r\n" % upgrade)
+        parts += (b"Upgrade: ", upgrade, b"\r\nConnection: upgrade\r\n")
     if chunked:
-        append(b"Transfer-Encoding: chunked\r\n")
-    append(b"\r\n")
+        parts.append(b"Transfer-Encoding: chunked\r\n")
+    parts.append(b"\r\n")
     return b"".join(parts)
-
-
-def _has_connection(headers: Headers) -> bool:
-    return any(name.lower() == b"connection" for name, _ in headers)
 
 
 # Response framing decided from the upstream's head.
@@ -97,6 +147,17 @@ FRAMING_NONE = 0  # no body (HEAD, 204, 304, 1xx)
 FRAMING_LENGTH = 1  # Content-Length passed through
 FRAMING_CHUNKED = 2  # re-chunked to the client
 FRAMING_CLOSE = 3  # body runs to the connection's end (HTTP/1.0 client, or no framing possible)
+
+_STATUS_LINES: dict[tuple[int, bytes], bytes] = {}
+
+
+def _status_line(status: int, reason: bytes) -> bytes:
+    line = _STATUS_LINES.get((status, reason))
+    if line is None:
+        line = b"HTTP/1.1 %d %s\r\n" % (status, reason)
+        if len(_STATUS_LINES) < 256:
+            _STATUS_LINES[(status, reason)] = line
+    return line
 
 
 def build_response_head(
@@ -111,29 +172,44 @@ def build_response_head(
 ) -> bytes:
     """The response head sent to the client: hop-by-hop headers dropped, framing and
     `Connection` rewritten for the client's connection (never the upstream's)."""
-    named = connection_tokens(headers) if _has_connection(headers) else frozenset()
-    parts = [b"HTTP/1.1 %d %s\r\n" % (status, reason)]
-    append = parts.append
+    parts = [_status_line(status, reason)]
+    extend = parts.extend
     upgrade_value = b""
+    drop_length = framing in (FRAMING_CHUNKED, FRAMING_CLOSE)
+    named: frozenset[bytes] | None = None
     for name, value in headers:
-        lower = name.lower()
-        if lower in HOP_BY_HOP or lower in named:
-            if lower == b"upgrade":
-                upgrade_value = value
-            continue
-        if lower == b"content-length" and framing in (FRAMING_CHUNKED, FRAMING_CLOSE):
-            continue
-        append(b"%s: %s\r\n" % (name, value))
+        if len(name) in _WATCHED_LENGTHS:
+            lower = name.lower()
+            if lower in HOP_BY_HOP:
+                if lower == b"upgrade":
+                    upgrade_value = value
+                elif lower == b"connection" and named is None:
+                    named = connection_tokens(headers)
+                continue
+            if drop_length and lower == b"content-length":
+                continue
+        extend((name, b": ", value, b"\r\n"))
+    kept = _without_named(headers, named) if named is not None else None
+    if kept is not None:
+        return build_response_head(
+            status,
+            reason,
+            kept,
+            framing=framing,
+            close=close,
+            client_http10=client_http10,
+            upgrade=upgrade,
+        )
     if upgrade:
-        append(b"Upgrade: %s\r\nConnection: upgrade\r\n" % upgrade_value)
+        parts += (b"Upgrade: ", upgrade_value, b"\r\nConnection: upgrade\r\n")
     else:
         if framing == FRAMING_CHUNKED:
-            append(b"Transfer-Encoding: chunked\r\n")
+            parts.append(b"Transfer-Encoding: chunked\r\n")
         if close:
-            append(b"Connection: close\r\n")
+            parts.append(b"Connection: close\r\n")
         elif client_http10:
-            append(b"Connection: keep-alive\r\n")
-    append(b"\r\n")
+            parts.append(b"Connection: keep-alive\r\n")
+    parts.append(b"\r\n")
     return b"".join(parts)
 
 
@@ -149,19 +225,22 @@ def response_framing(
         return FRAMING_NONE, False
     has_length = False
     for name, _ in headers:
-        lower = name.lower()
-        if lower == b"transfer-encoding":
+        size = len(name)
+        if size == 17 and name.lower() == b"transfer-encoding":
             return (FRAMING_CLOSE, True) if client_http10 else (FRAMING_CHUNKED, False)
-        if lower == b"content-length":
+        if size == 14 and name.lower() == b"content-length":
             has_length = True
     if has_length:
         return FRAMING_LENGTH, False
     return (FRAMING_CLOSE, True) if client_http10 else (FRAMING_CHUNKED, False)
 
 
-def upstream_keeps_alive(http_minor: int, headers: Headers) -> bool:
-    """Whether the upstream connection may be reused after this response (by its own head)."""
-    tokens = connection_tokens(headers)
+def upstream_keeps_alive(http_minor: int, connection: bytes | None) -> bool:
+    """Whether the upstream connection may be reused after this response, from its version and
+    its `Connection` header value (None when absent)."""
+    tokens = (
+        frozenset(t.strip().lower() for t in connection.split(b",")) if connection else frozenset()
+    )
     if http_minor == 0:
         return b"keep-alive" in tokens
     return b"close" not in tokens

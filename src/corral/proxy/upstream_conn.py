@@ -44,9 +44,11 @@ class UpstreamConnection(asyncio.Protocol):
 
     __slots__ = (
         "closed",
+        "connection",
         "endpoint",
         "engine",
         "exchange",
+        "framed",
         "headers",
         "idle_since",
         "interim",
@@ -69,6 +71,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.exchange: Exchange | None = None
         self.headers: list[tuple[bytes, bytes]] = []
         self.reason = b""
+        self.connection: bytes | None = None  # the response's Connection header value
+        self.framed = False  # the response has Content-Length or Transfer-Encoding
         self.interim = False
         self.switching = False
         self.keep_alive = True
@@ -147,12 +151,21 @@ class UpstreamConnection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self.headers = []
         self.reason = b""
+        self.connection = None
+        self.framed = False
 
     def on_status(self, reason: bytes) -> None:
         self.reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
+        size = len(name)
+        if size == 10:
+            if name.lower() == b"connection":
+                old = self.connection
+                self.connection = value if old is None else old + b"," + value
+        elif size in (14, 17) and name.lower() in (b"content-length", b"transfer-encoding"):
+            self.framed = True
 
     def on_headers_complete(self) -> None:
         exchange = self.exchange
@@ -169,14 +182,10 @@ class UpstreamConnection(asyncio.Protocol):
             return
         headers = self.headers
         self.keep_alive = forwarding.upstream_keeps_alive(
-            int(parser.get_http_version().rpartition(".")[2] or 1), headers
+            0 if parser.get_http_version() == "1.0" else 1, self.connection
         )
         exchange.on_response_head(status, self.reason or b"", headers)
-        framing = exchange.framing
-        self.until_close = (
-            not any(n.lower() in (b"content-length", b"transfer-encoding") for n, _ in headers)
-            and framing != forwarding.FRAMING_NONE
-        )
+        self.until_close = not self.framed and exchange.framing != forwarding.FRAMING_NONE
         if self.until_close:
             self.keep_alive = False
         if exchange.head_request:

@@ -111,6 +111,7 @@ def test_expect_100_continue_with_curl(certs: Certs, lb: LbProcess, tmp_path: ob
         lb.port,
         "/upload",
         "-v",
+        "--http1.1",
         "-H",
         "Expect: 100-continue",
         "--expect100-timeout",
