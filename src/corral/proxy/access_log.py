@@ -34,7 +34,7 @@ class AccessLog:
         client: bytes,
         method: bytes,
         target: bytes,
-        http10: bool,
+        protocol: str,
         status: int,
         sent: int,
         upstream: str,
@@ -42,11 +42,11 @@ class AccessLog:
     ) -> None:
         """Record one request."""
         path = target.split(b"?", 1)[0].decode("latin-1")
-        line = '%s "%s %s HTTP/1.%d" %d %d %s %.3f\n' % (  # noqa: UP031 - fastest here
+        line = '%s "%s %s %s" %d %d %s %.3f\n' % (  # noqa: UP031 - fastest here
             client.decode("latin-1"),
             method.decode("latin-1"),
             path,
-            0 if http10 else 1,
+            protocol,
             status,
             sent,
             upstream,

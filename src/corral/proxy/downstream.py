@@ -19,6 +19,7 @@ class Downstream(Protocol):
 
     engine: Engine
     client_ip: bytes
+    protocol: str  # for the access log: "HTTP/1.1", "HTTP/2.0"
 
     @property
     def exchange(self) -> Exchange | None:

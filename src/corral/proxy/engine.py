@@ -167,7 +167,7 @@ class Engine:
                 exchange.client.client_ip,
                 exchange.method,
                 exchange.path,
-                exchange.http10,
+                "HTTP/1.0" if exchange.http10 else exchange.client.protocol,
                 exchange.status,
                 exchange.bytes_sent,
                 exchange.endpoint_address(),
@@ -177,7 +177,7 @@ class Engine:
     def log_rejected(self, client_ip: bytes, status: int) -> None:
         """An access-log line for input rejected before it became a request."""
         if self.access_log.enabled:
-            self.access_log.log(client_ip, b"-", b"-", False, status, 0, "-", time.monotonic())
+            self.access_log.log(client_ip, b"-", b"-", "HTTP/1.1", status, 0, "-", time.monotonic())
 
     def note_error(self, message: str) -> None:
         """An error-log line on stderr."""

@@ -46,6 +46,8 @@ _HOLD_NO_UPSTREAM = 2  # the exchange keeps too much body while it waits for a c
 class H2Stream:
     """A client's stream: the `Downstream` of its exchange, then perhaps one tunnel end."""
 
+    protocol = "HTTP/2.0"
+
     __slots__ = (
         "blocked_since",
         "client_ip",

@@ -45,6 +45,7 @@ _PAUSE_UPGRADE = 8  # waiting for the upstream's answer to an Upgrade
 class ClientConnection(asyncio.Protocol):
     """One client connection on a listener."""
 
+    protocol = "HTTP/1.1"
     __slots__ = (
         "batch_depth",
         "client_ip",

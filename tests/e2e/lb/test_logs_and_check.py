@@ -21,7 +21,7 @@ from tests.support.net import free_port, wait_until
 from tests.support.procs import corral_argv
 
 LINE = re.compile(
-    r'^(?P<client>\S+) "(?P<method>[A-Z]+|-) (?P<path>\S+) HTTP/(?P<version>1\.[01])" '
+    r'^(?P<client>\S+) "(?P<method>[A-Z]+|-) (?P<path>\S+) HTTP/(?P<version>1\.[01]|2\.0)" '
     r"(?P<status>\d{3}) (?P<bytes>\d+) (?P<upstream>\S+) (?P<seconds>\d+(?:\.\d+)?)$"
 )
 SECRETS = ("s3cret-bearer", "s3cret-cookie", "s3cret-query", "s3cret-basic", "s3cret-proxy")
