@@ -85,15 +85,21 @@ http {{
 
 
 def proxy_nginx_conf(
-    directory: Path, ports: ProxyPorts, backend_port: int, certs: CertFiles, *, tuned: bool
+    directory: Path,
+    ports: ProxyPorts,
+    backend_port: int,
+    certs: CertFiles,
+    *,
+    tuned: bool,
+    workers: int = 1,
 ) -> str:
     """The seeds' NGINX configuration with one worker; `tuned` adds upstream keep-alive."""
     keepalive = f"\n        keepalive {UPSTREAM_KEEPALIVE};" if tuned else ""
     connection_map = TUNED_CONNECTION_MAP if tuned else SEEDS_CONNECTION_MAP
-    flavour = "tuned: + upstream keepalive, Connection \"\"" if tuned else "exactly the seeds'"
+    flavour = 'tuned: + upstream keepalive, Connection ""' if tuned else "exactly the seeds'"
     return f"""\
-# Seeds' "Example NGINX configuration" ({flavour}), worker_processes 4 -> 1, 127.0.0.1 only.
-worker_processes 1;
+# Seeds' "Example NGINX configuration" ({flavour}), worker_processes 4 -> {workers}, 127.0.0.1 only.
+worker_processes {workers};
 worker_rlimit_nofile {WORKER_RLIMIT_NOFILE};
 {_nginx_common(directory)}
 events {{
@@ -142,11 +148,11 @@ http {{
 """
 
 
-def corral_lb_yaml(ports: ProxyPorts, backend_port: int, certs: CertFiles) -> str:
-    """`corral lb` configuration equivalent to the seeds' NGINX (one worker, no access log)."""
+def corral_lb_yaml(ports: ProxyPorts, backend_port: int, certs: CertFiles, workers: int = 1) -> str:
+    """`corral lb` configuration equivalent to the seeds' NGINX (no access log)."""
     return f"""\
-# The seeds' NGINX configuration in corral lb's form (see examples/lb.yml), one worker.
-worker_processes: 1
+# The seeds' NGINX configuration in corral lb's form (see examples/lb.yml), {workers} worker(s).
+worker_processes: {workers}
 worker_rlimit_nofile: {WORKER_RLIMIT_NOFILE}
 worker_connections: {WORKER_CONNECTIONS}
 access_log: "off"

@@ -40,6 +40,7 @@ from bench.targets import (
     start_corral_lb,
     start_nginx_proxy,
 )
+from bench.two_workers import measure_two_workers, two_worker_report
 from bench.wrk import DONE_SCRIPT, run_wrk
 
 FULL = {"duration": 10, "runs": 3, "warmup": 5, "idle_connections": 2000}
@@ -268,8 +269,14 @@ def run(options: Options) -> list[str]:
             say=_say,
         )
         _measure_memory(targets, options, context)
+        backend_port = int(targets[-1].url.rstrip("/").rsplit(":", 1)[1])
+        two = measure_two_workers(
+            stack, work, certs, backend_port, duration_s=options.duration, runs=options.runs,
+            connections=options.connections, script=script, say=_say,
+        )
     report = _report([t.figures for t in targets])  # its last line stays the wrk ratio
-    return header + report[:-1] + h2_report(h2, options.duration) + report[-1:]
+    extra = h2_report(h2, options.duration) + two_worker_report(two)
+    return header + report[:-1] + extra + report[-1:]
 
 
 def _terminate(signum: int, _frame: FrameType | None) -> None:

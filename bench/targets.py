@@ -85,24 +85,35 @@ def start_backend(work: Path, port: int, cpu: int | None) -> Service:
 
 
 def start_nginx_proxy(
-    work: Path, ports: ProxyPorts, backend_port: int, certs: CertFiles, cpu: int | None, *,
+    work: Path,
+    ports: ProxyPorts,
+    backend_port: int,
+    certs: CertFiles,
+    cpu: int | None,
+    *,
     tuned: bool,
+    workers: int = 1,
 ) -> Service:
     """nginx with the seeds' configuration (`tuned`: plus upstream keep-alive)."""
-    name = "nginx-tuned" if tuned else "nginx-seeds"
+    name = ("nginx-tuned" if tuned else "nginx-seeds") + (f"-{workers}w" if workers > 1 else "")
     directory = work / name
-    conf = proxy_nginx_conf(directory, ports, backend_port, certs, tuned=tuned)
+    conf = proxy_nginx_conf(directory, ports, backend_port, certs, tuned=tuned, workers=workers)
     return start_nginx(name, directory, conf, cpu)
 
 
 def start_corral_lb(
-    work: Path, ports: ProxyPorts, backend_port: int, certs: CertFiles, cpu: int | None
+    work: Path,
+    ports: ProxyPorts,
+    backend_port: int,
+    certs: CertFiles,
+    cpu: int | None,
+    workers: int = 1,
 ) -> Service:
     """`corral lb --config` with the configuration equivalent to the seeds' NGINX."""
-    directory = work / "corral-lb"
+    directory = work / ("corral-lb" + (f"-{workers}w" if workers > 1 else ""))
     directory.mkdir(parents=True)
     config = directory / "lb.yml"
-    config.write_text(corral_lb_yaml(ports, backend_port, certs))
+    config.write_text(corral_lb_yaml(ports, backend_port, certs, workers))
     argv = [sys.executable, "-m", "corral.cli.main", "lb", "--config", str(config)]
     return Service("corral lb", argv, directory / "output.log", cpu)
 
