@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 TLS_HANDSHAKE_TIMEOUT_S = 30.0
 MAX_TICK_S = 1.0
 MIN_TICK_S = 0.05
+DRAIN_SETTLE_S = 3.0  # a draining worker stays at least this long (handshakes in progress)
 
 
 class Engine:
@@ -119,8 +120,12 @@ class Engine:
         """Reload: stop accepting, let every connection finish — requests, and WebSockets until
         they close — for at most `timeout_s`, then close what is left."""
         self.stop_accepting()
-        deadline = self.loop.time() + timeout_s
-        while self.clients and self.loop.time() < deadline:
+        started = self.loop.time()
+        deadline = started + timeout_s
+        # Connections accepted just before the stop may still be in their TLS handshake, and only
+        # join `clients` once it completes: give them a moment before calling the worker idle.
+        settle = started + min(DRAIN_SETTLE_S, timeout_s)
+        while self.loop.time() < deadline and (self.clients or self.loop.time() < settle):
             await asyncio.sleep(0.05)
         await self._close_everything()
 

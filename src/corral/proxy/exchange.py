@@ -39,6 +39,7 @@ class Exchange:
         "counted",
         "endpoint",
         "framing",
+        "fresh_retry",
         "head",
         "head_request",
         "http10",
@@ -53,6 +54,7 @@ class Exchange:
         "request_done",
         "response_done",
         "response_started",
+        "reused",
         "route",
         "sent_upstream",
         "started",
@@ -91,6 +93,8 @@ class Exchange:
         self.upstream: UpstreamConnection | None = None
         self.endpoint: Endpoint | None = None
         self.counted = False  # this exchange is in endpoint.active
+        self.reused = False  # the upstream connection came from the keep-alive pool
+        self.fresh_retry = False  # already retried once on a fresh connection
         self.connect_task: asyncio.Task[None] | None = None
         self.tried: tuple[Endpoint, ...] = ()
         self.pending: list[bytes] = []  # body bytes that arrived before an upstream was attached
@@ -136,16 +140,22 @@ class Exchange:
                 self.fail(SERVICE_UNAVAILABLE, f"upstream {pool.name!r} has no healthy endpoint")
             return
         self.tried += (endpoint,)
+        self._use(endpoint, pooled=True)
+
+    def _use(self, endpoint: Endpoint, *, pooled: bool) -> None:
         self.endpoint = endpoint
         self.counted = True
         endpoint.active += 1
         if self.sent_upstream and self.replay is not None:  # a retry: send everything again
             self.pending = list(self.replay)
-        conn = endpoint.take_idle()
+        conn = endpoint.take_idle() if pooled else None
         if conn is not None:
             assert isinstance(conn, UpstreamConnection)
+            self.reused = True
             self._attach(conn)
         else:
+            self.reused = False
+            engine = self.client.engine
             self.connect_task = engine.loop.create_task(self._connect(endpoint))
 
     async def _connect(self, endpoint: Endpoint) -> None:
@@ -267,6 +277,7 @@ class Exchange:
 
     def on_upstream_lost(self, error: ProxyStatus) -> None:
         """The upstream connection broke (or sent garbage) before the response ended."""
+        stale = self.reused and not self.response_started  # a pooled connection found dead
         self._detach_upstream(reuse=False)
         self._leave_endpoint()
         if self.response_done:
@@ -279,7 +290,13 @@ class Exchange:
             self._finish(close=True, aborted=True)
             return
         if self.replay is not None and (self.idempotent or not self.sent_upstream):
-            self._try_next()
+            if stale and not self.fresh_retry and self.endpoint is not None:
+                # The endpoint closed an idle keep-alive connection just as we used it: that
+                # says nothing about its health, so try it once more on a new connection.
+                self.fresh_retry = True
+                self._use(self.endpoint, pooled=False)
+            else:
+                self._try_next()
             return
         self.fail(error, error.detail)
 

@@ -154,7 +154,8 @@ def test_invalid_config_on_reload_changes_nothing(
     backend = backends(1)[0]
     config = lb_config(certs, [backend], pid_file=str(tmp_path / "lb.pid"))
     lb = start_lb(config)
-    before = {p.pid for p in workers(lb)}
+    wait_until(lambda: len(workers(lb)) == 1, timeout=30, what="the worker")  # the port is
+    before = {p.pid for p in workers(lb)}  # bound by the master before the worker starts
     rewrite(lb, {**config, "upstreams": {UPSTREAM: {"servers": ["not-an-endpoint"]}}})
     result = reload_cli(lb)
     assert result.returncode == 1
