@@ -17,14 +17,15 @@ from corral.proxy import forwarding
 from corral.proxy.errors import (
     BAD_REQUEST,
     HEADERS_TOO_LARGE,
-    NOT_IMPLEMENTED,
     REQUEST_TIMEOUT,
     URI_TOO_LONG,
     ProxyStatus,
     RequestRejected,
 )
 from corral.proxy.exchange import Exchange
+from corral.proxy.http1_writer import Http1Writer
 from corral.proxy.http2 import Http2Connection
+from corral.proxy.request_head import read_request_head
 
 if TYPE_CHECKING:
     from corral.proxy.engine import Engine
@@ -42,14 +43,12 @@ _PAUSE_EXCHANGE = 4  # body bytes wait for an upstream connection
 _PAUSE_UPGRADE = 8  # waiting for the upstream's answer to an Upgrade
 
 
-class ClientConnection(asyncio.Protocol):
+class ClientConnection(Http1Writer, asyncio.Protocol):
     """One client connection on a listener."""
 
     protocol = "HTTP/1.1"
     __slots__ = (
-        "batch_depth",
         "client_ip",
-        "close_pending",
         "closed",
         "engine",
         "exchange",
@@ -59,7 +58,6 @@ class ClientConnection(asyncio.Protocol):
         "held",
         "input_ended",
         "last_active",
-        "out",
         "parser",
         "parsing",
         "pause_mask",
@@ -209,33 +207,9 @@ class ClientConnection(asyncio.Protocol):
         self.head_started = 0.0
         method: bytes = parser.get_method()
         http10 = parser.get_http_version() == "1.0"
-        host: bytes | None = None
-        transfer_encoding: bytes | None = None
-        has_body = False
-        for name, value in self.headers:
-            if len(name) not in (4, 14, 17):  # host, content-length, transfer-encoding
-                continue
-            lower = name.lower()
-            if lower == b"host":
-                if host is not None:
-                    raise RequestRejected(BAD_REQUEST, "more than one Host header")
-                host = value
-            elif lower == b"content-length":
-                has_body = value.strip() != b"0"
-            elif lower == b"transfer-encoding":
-                transfer_encoding = value
-        target = self.url
-        if target[:1] != b"/":
-            target, host = self._absolute_form(method, target, host)
-        if host is None and not http10:
-            raise RequestRejected(BAD_REQUEST, "HTTP/1.1 request without a Host header")
-        chunked = False
-        if transfer_encoding is not None:
-            if transfer_encoding.strip().lower() != b"chunked":
-                raise RequestRejected(
-                    NOT_IMPLEMENTED, "only Transfer-Encoding: chunked is supported"
-                )
-            chunked = has_body = True
+        target, host, chunked, has_body = read_request_head(
+            method, self.url, self.headers, http10=http10
+        )
         route = self.router.route(host)
         upgrade: bytes | None = None
         if parser.should_upgrade():
@@ -306,88 +280,6 @@ class ClientConnection(asyncio.Protocol):
         if not queue:
             self._resume(_PAUSE_QUEUE)
 
-    # -- the Downstream interface (what exchanges call) -------------------------------------------
-    def _closes_after(self, exchange: Exchange) -> bool:
-        # The parser is mid-body, switched protocols, or the client asked to close.
-        return (
-            not exchange.request_done
-            or not exchange.keep_alive
-            or exchange.upgrade is not None
-            or self.engine.draining
-        )
-
-    def send_interim(self, exchange: Exchange, status: int, reason: bytes) -> None:
-        """Relay 1xx to HTTP/1.1 clients (HTTP/1.0 has none)."""
-        if not exchange.http10:
-            self.send(b"HTTP/1.1 %d %s\r\n\r\n" % (status, reason))
-
-    def start_response(
-        self, exchange: Exchange, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]
-    ) -> None:
-        """The response head, re-framed for this client."""
-        framing, close = forwarding.response_framing(
-            status, headers, head_request=exchange.head_request, client_http10=exchange.http10
-        )
-        close = close or self._closes_after(exchange)
-        exchange.framing = framing
-        exchange.close_after = close
-        head = forwarding.build_response_head(
-            status, reason, headers, framing=framing, close=close, client_http10=exchange.http10
-        )
-        exchange.bytes_sent += len(head)
-        self.send(head)
-
-    def send_body(self, exchange: Exchange, chunk: bytes) -> None:
-        """A piece of body, chunk-framed when the response is re-chunked."""
-        if exchange.framing == forwarding.FRAMING_CHUNKED:
-            chunk = b"%x\r\n%s\r\n" % (len(chunk), chunk)
-        exchange.bytes_sent += len(chunk)
-        self.send(chunk)
-
-    def end_response(self, exchange: Exchange) -> None:
-        """The last chunk, when chunked."""
-        if exchange.framing == forwarding.FRAMING_CHUNKED:
-            exchange.bytes_sent += len(_LAST_CHUNK)
-            self.send(_LAST_CHUNK)
-
-    def send_local(
-        self,
-        exchange: Exchange,
-        status: int,
-        reason: bytes,
-        headers: list[tuple[bytes, bytes]],
-        body: bytes,
-    ) -> None:
-        """A whole response made by the proxy."""
-        close = exchange.close_after = self._closes_after(exchange)
-        data = forwarding.local_response(
-            status, reason, headers, body, close=close, head_only=exchange.head_request
-        )
-        exchange.bytes_sent += len(data)
-        self.send(data)
-
-    def switch_protocols(
-        self,
-        exchange: Exchange,
-        reason: bytes,
-        headers: list[tuple[bytes, bytes]],
-        upstream: UpstreamConnection,
-        rest: bytes,
-    ) -> None:
-        """Relay the 101, then become a byte tunnel."""
-        head = forwarding.build_response_head(
-            101,
-            reason,
-            headers,
-            framing=forwarding.FRAMING_NONE,
-            close=False,
-            client_http10=False,
-            upgrade=True,
-        )
-        exchange.bytes_sent += len(head)
-        self.send(head)
-        self.become_tunnel(upstream, rest)
-
     def become_tunnel(self, upstream: UpstreamConnection, upstream_rest: bytes) -> None:
         """After a 101: relay raw bytes both ways until either side closes or idles out."""
         self.tunnel_timeout = self.exchange.route.read_timeout if self.exchange else 0.0
@@ -406,41 +298,6 @@ class ClientConnection(asyncio.Protocol):
         """The upstream half of the tunnel closed: close ours once written out."""
         self.tunnel = None
         self._close_soon()
-
-    # -- output ----------------------------------------------------------------------------------
-    def send(self, data: bytes) -> None:
-        """Write to the client (coalesced while a batch is open)."""
-        if self.batch_depth:
-            self.out.append(data)
-        elif not self.closed:
-            self.transport.write(data)
-
-    def begin_batch(self) -> None:
-        """Collect writes until `end_batch`, so a small response leaves in one TLS record."""
-        self.batch_depth += 1
-
-    def end_batch(self) -> None:
-        """Write what the batch collected; close if the exchange asked for it."""
-        self.batch_depth -= 1
-        if self.batch_depth:
-            return
-        out = self.out
-        if out:
-            if not self.closed:
-                self.transport.write(out[0] if len(out) == 1 else b"".join(out))
-            out.clear()
-        if self.close_pending and not self.closed:
-            self.transport.close()
-
-    def _close_soon(self) -> None:
-        self.close_pending = True
-        if not self.batch_depth and not self.closed:
-            self.transport.close()
-
-    def abort(self) -> None:
-        """Drop the connection at once (nothing more is written)."""
-        if not self.closed:
-            self.transport.abort()
 
     # -- flow control ----------------------------------------------------------------------------
     def _pause(self, reason: int) -> None:
@@ -538,22 +395,3 @@ class ClientConnection(asyncio.Protocol):
             DRAIN_IDLE_CLOSE_S if self.engine.draining else self.engine.keepalive_timeout
         ):
             self.transport.close()
-
-    @staticmethod
-    def _absolute_form(
-        method: bytes, target: bytes, host: bytes | None
-    ) -> tuple[bytes, bytes | None]:
-        """`GET http://h/p` → ("/p", "h"); `OPTIONS *` passes; anything else is a bad target."""
-        if target == b"*" and method == b"OPTIONS":
-            return target, host
-        if target[:7].lower() == b"http://" or target[:8].lower() == b"https://":
-            try:
-                url = httptools.parse_url(target)
-            except httptools.HttpParserInvalidURLError as exc:
-                raise RequestRejected(BAD_REQUEST, "invalid request target") from exc
-            path = url.path or b"/"
-            if url.query:
-                path += b"?" + url.query
-            authority = url.host + (b":%d" % url.port if url.port else b"")
-            return path, authority
-        raise RequestRejected(BAD_REQUEST, "invalid request target")
