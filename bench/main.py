@@ -12,15 +12,12 @@ import importlib.metadata
 import os
 import platform
 import shutil
-import signal
 import ssl
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 
 import psutil
 
@@ -28,7 +25,7 @@ from bench.configs import CertFiles, ProxyPorts
 from bench.h2load import h2_report, measure_h2
 from bench.idle import measure_idle_connections, raise_open_files_limit
 from bench.placement import DEFAULT_PLACEMENT, PLACEMENTS, Placement, choose_placement
-from bench.processes import BenchError
+from bench.processes import BenchError, run_main
 from bench.report import TargetFigures, cpu_ratio_line, format_runs, format_table, ratio_line
 from bench.targets import (
     PortPicker,
@@ -279,27 +276,10 @@ def run(options: Options) -> list[str]:
     return header + report[:-1] + extra + report[-1:]
 
 
-def _terminate(signum: int, _frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)  # unwinds through the try/finally blocks that stop children
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; 0 on success, 1 when a step failed, 130 on Ctrl-C."""
     options = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
-    signal.signal(signal.SIGHUP, _terminate)
-    started = time.monotonic()
-    try:
-        lines = run(options)
-    except BenchError as exc:
-        _say(f"failed: {exc}")
-        return 1
-    except KeyboardInterrupt:
-        _say("interrupted; everything it started has been stopped")
-        return 130
-    _say(f"done in {time.monotonic() - started:.0f} s")
-    print("\n".join(lines), flush=True)
-    return 0
+    return run_main(lambda: run(options), _say)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import FrameType
 
 import psutil
 
@@ -129,3 +130,26 @@ class Service:
         with contextlib.suppress(ProcessLookupError, PermissionError):  # leftover workers
             os.killpg(self.proc.pid, signal.SIGKILL)
         self._log.close()
+
+
+def _terminate(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the ExitStacks that stop children
+
+
+def run_main(run: Callable[[], list[str]], say: Callable[[str], None]) -> int:
+    """A benchmark's `main`: run it with SIGTERM/SIGHUP unwinding cleanly, print its report;
+    0 on success, 1 when a step failed, 130 on Ctrl-C."""
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
+    started = time.monotonic()
+    try:
+        lines = run()
+    except BenchError as exc:
+        say(f"failed: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        say("interrupted; everything it started has been stopped")
+        return 130
+    say(f"done in {time.monotonic() - started:.0f} s")
+    print("\n".join(lines), flush=True)
+    return 0

@@ -14,18 +14,15 @@ import importlib.metadata
 import os
 import platform
 import shutil
-import signal
 import ssl
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 
 from bench.configs import CertFiles
-from bench.processes import BenchError
+from bench.processes import BenchError, run_main
 from bench.server_report import (
     ENDPOINTS,
     HEALTHZ,
@@ -297,27 +294,10 @@ def report_lines(cells: list[Cell], audit_lines: list[str]) -> list[str]:
     ]
 
 
-def _terminate(signum: int, _frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)  # unwinds through the ExitStacks that stop children
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; 0 on success, 1 when a step failed, 130 on Ctrl-C."""
     options = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
-    signal.signal(signal.SIGHUP, _terminate)
-    started = time.monotonic()
-    try:
-        lines = run(options)
-    except BenchError as exc:
-        _say(f"failed: {exc}")
-        return 1
-    except KeyboardInterrupt:
-        _say("interrupted; everything it started has been stopped")
-        return 130
-    _say(f"done in {time.monotonic() - started:.0f} s")
-    print("\n".join(lines), flush=True)
-    return 0
+    return run_main(lambda: run(options), _say)
 
 
 if __name__ == "__main__":
