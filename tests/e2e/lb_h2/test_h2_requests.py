@@ -15,7 +15,7 @@ import httpx
 import pytest
 from h2.settings import SettingCodes
 
-from tests.e2e.lb.backend import pattern_sha256
+from tests.e2e.lb.backend import pattern_bytes, pattern_sha256
 from tests.e2e.lb.clients import curl, header_values, tls_connect
 from tests.e2e.lb.conftest import StartBackends, StartLb
 from tests.e2e.lb.harness import SERVER_NAME, Backend, Certs, LbProcess, lb_config
@@ -176,7 +176,18 @@ def test_large_upload_and_download_with_httpx(certs: Certs, lb: LbProcess) -> No
         assert uploaded.json()["length"] == size
         assert uploaded.json()["sha256"] == digest
         downloaded = client.get(f"/bytes/{size}")
-    assert hashlib.sha256(downloaded.content).hexdigest() == pattern_sha256(size)
+    assert hashlib.sha256(downloaded.content).hexdigest() == pattern_sha256(size), (
+        _first_difference(downloaded.content, size)
+    )
+
+
+def _first_difference(got: bytes, size: int) -> str:
+    """Where a downloaded body departs from the backend's pattern (for the failure message)."""
+    expected = pattern_bytes(size)
+    if len(got) != len(expected):
+        return f"length {len(got)} != {len(expected)}"
+    offset = next(i for i in range(len(got)) if got[i] != expected[i])
+    return f"same length; first difference at byte {offset} (offset mod 65536: {offset % 65536})"
 
 
 def test_nghttp_download_and_upload(certs: Certs, lb: LbProcess, tmp_path: Any) -> None:
