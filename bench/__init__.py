@@ -1,1 +1,1 @@
-"""`bench/lb_vs_nginx`: corral lb against NGINX (seeds' config and tuned) on one machine."""
+"""`bench/lb_vs_nginx`: corral lb against NGINX (Rancher's example configuration and tuned)."""

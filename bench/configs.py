@@ -1,6 +1,7 @@
 """Configuration files of the benchmark's processes (pure text rendering, no I/O).
 
-The proxies reproduce the seeds' "Example NGINX configuration" (004_2d5159cac542ec67.txt) with
+The proxies reproduce Rancher's example NGINX configuration (the "Example NGINX configuration" of
+Rancher's single-node guide, Docker install behind an NGINX Layer-7 load balancer) with
 `worker_processes 1`, `access_log off` and listeners on 127.0.0.1 only.
 """
 
@@ -10,22 +11,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SERVER_NAME = "rancher.bench.test"
-"""The FQDN of the seeds' `server_name` (also in the certificate)."""
+"""The FQDN in the `server_name` of Rancher's example NGINX configuration (and the certificate)."""
 
 WORKER_CONNECTIONS = 8192
 WORKER_RLIMIT_NOFILE = 40000
 UPSTREAM_KEEPALIVE = 128
 BACKEND_BODY = "ok\n"
 
-# Seeds' map: ordinary requests get `Connection: close` upstream (a new connection each time).
-SEEDS_CONNECTION_MAP = "''      close;"
+# The map of Rancher's example: ordinary requests get `Connection: close` upstream (a new
+# connection each time).
+RANCHER_EXAMPLE_CONNECTION_MAP = "''      close;"
 # Tuned map: ordinary requests get no Connection header, so `upstream keepalive` can reuse.
 TUNED_CONNECTION_MAP = "''      '';"
 
 
 @dataclass(frozen=True)
 class ProxyPorts:
-    """The ports of one proxy: HTTPS (measured) and HTTP (the seeds' 80 → 301, not measured)."""
+    """The ports of one proxy: HTTPS (measured) and HTTP (the example's 80 → 301, not measured)."""
 
     https: int
     http: int
@@ -93,12 +95,12 @@ def proxy_nginx_conf(
     tuned: bool,
     workers: int = 1,
 ) -> str:
-    """The seeds' NGINX configuration with one worker; `tuned` adds upstream keep-alive."""
+    """Rancher's example NGINX configuration with `workers` workers; `tuned` adds keep-alive."""
     keepalive = f"\n        keepalive {UPSTREAM_KEEPALIVE};" if tuned else ""
-    connection_map = TUNED_CONNECTION_MAP if tuned else SEEDS_CONNECTION_MAP
-    flavour = 'tuned: + upstream keepalive, Connection ""' if tuned else "exactly the seeds'"
+    connection_map = TUNED_CONNECTION_MAP if tuned else RANCHER_EXAMPLE_CONNECTION_MAP
+    flavour = 'tuned: + upstream keepalive, Connection ""' if tuned else "exactly as written"
     return f"""\
-# Seeds' "Example NGINX configuration" ({flavour}), worker_processes 4 -> {workers}, 127.0.0.1 only.
+# Rancher's example NGINX configuration ({flavour}), worker_processes 4 -> {workers}, 127.0.0.1.
 worker_processes {workers};
 worker_rlimit_nofile {WORKER_RLIMIT_NOFILE};
 {_nginx_common(directory)}
@@ -149,9 +151,9 @@ http {{
 
 
 def corral_lb_yaml(ports: ProxyPorts, backend_port: int, certs: CertFiles, workers: int = 1) -> str:
-    """`corral lb` configuration equivalent to the seeds' NGINX (no access log)."""
+    """The `corral lb` equivalent of Rancher's example NGINX configuration (no access log)."""
     return f"""\
-# The seeds' NGINX configuration in corral lb's form (see examples/lb.yml), {workers} worker(s).
+# Rancher's example NGINX configuration for corral lb (see examples/lb.yml), {workers} worker(s).
 worker_processes: {workers}
 worker_rlimit_nofile: {WORKER_RLIMIT_NOFILE}
 worker_connections: {WORKER_CONNECTIONS}

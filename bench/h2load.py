@@ -1,10 +1,12 @@
 """HTTP/2 runs of bench/lb_vs_nginx: `h2load` (nghttp2) with many streams on a few TLS
-connections against each proxy (nginx listens `ssl http2` as in the seeds), in the same run as
-the wrk measurements. Pure parsing and formatting here, plus the one function that runs it.
+connections against each proxy (nginx listens `ssl http2` as in Rancher's example NGINX
+configuration), in the same run as the wrk measurements. Pure parsing and formatting here, plus
+the one function that runs it.
 
 Runs are counted in requests, not seconds: nginx ends an HTTP/2 connection with GOAWAY after
-`keepalive_requests` (1000 by default, the seeds set nothing) and h2load does not reconnect, so
-a timed run would measure nginx idling. Each connection makes at most 1000 requests."""
+`keepalive_requests` (1000 by default; Rancher's example sets nothing) and h2load does not
+reconnect, so a timed run would measure nginx idling. Each connection makes at most 1000
+requests."""
 
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ H2_CONNECTIONS = 16
 H2_STREAMS = 32  # concurrent streams per connection (h2load -m)
 NGINX_REQUESTS_PER_CONNECTION = 1000  # nginx's default keepalive_requests
 WARMUP_REQUESTS_PER_CONNECTION = 100
-PEERS = ("nginx-seeds", "nginx-tuned")
+PEERS = ("nginx-rancher-example", "nginx-tuned")
 
 _FINISHED = re.compile(r"finished in [\d.]+m?s, ([\d.]+) req/s")
 _REQUESTS = re.compile(

@@ -1,5 +1,6 @@
 """`bench/lb_vs_nginx`: requests/s, p99 latency and memory per idle TLS connection of
-nginx (seeds' config), nginx (tuned), corral lb and the bare backend, in one run.
+nginx (Rancher's example NGINX configuration), nginx (tuned), corral lb and the bare backend,
+in one run.
 
 Prints progress on stderr; the report on stdout ends with `ratio corral/nginx-tuned: 0.NN`.
 """
@@ -61,7 +62,10 @@ def parse_args(argv: list[str] | None) -> Options:
     """Read the command line; --quick changes the defaults, explicit options still win."""
     parser = argparse.ArgumentParser(
         prog="bench/lb_vs_nginx",
-        description="corral lb against nginx (seeds' config and tuned) and the bare backend.",
+        description=(
+            "corral lb against nginx (Rancher's example NGINX configuration as written, and "
+            "tuned) and the bare backend."
+        ),
     )
     parser.add_argument("--duration", type=int, help="seconds per measured wrk run (default 10)")
     parser.add_argument("--runs", type=int, help="measured runs per target; median (default 3)")
@@ -184,8 +188,8 @@ def _measure_memory(targets: list[Target], options: Options, context: ssl.SSLCon
 
 
 PROXIES = (
-    ("nginx-seeds", "nginx, the seeds' config (Connection: close upstream)"),
-    ("nginx-tuned", "nginx, seeds' config + upstream keepalive 128, Connection \"\""),
+    ("nginx-rancher-example", "nginx, Rancher's example config as is (Connection: close upstream)"),
+    ("nginx-tuned", "nginx, Rancher's example config + upstream keepalive 128, Connection \"\""),
     ("corral-lb", "corral lb, the equivalent config (upstream keep-alive by default)"),
 )
 

@@ -1,8 +1,9 @@
 """One measured system for bench/server: `corral server` behind `corral lb`, at one audit level.
 
 Each level gets a fresh server (temporary data directory, bootstrap password from the
-environment, audit log in its own temporary directory) and a fresh `corral lb` (the seeds'
-configuration from bench.configs: one worker, no access log, HTTPS with the bench certificate).
+environment, audit log in its own temporary directory) and a fresh `corral lb` (Rancher's example
+NGINX configuration in corral lb's form, from bench.configs: one worker, no access log, HTTPS
+with the bench certificate).
 Everything started here is registered on the caller's ExitStack, so it is stopped on exit.
 """
 

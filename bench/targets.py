@@ -94,8 +94,9 @@ def start_nginx_proxy(
     tuned: bool,
     workers: int = 1,
 ) -> Service:
-    """nginx with the seeds' configuration (`tuned`: plus upstream keep-alive)."""
-    name = ("nginx-tuned" if tuned else "nginx-seeds") + (f"-{workers}w" if workers > 1 else "")
+    """nginx with Rancher's example NGINX configuration (`tuned`: plus upstream keep-alive)."""
+    name = "nginx-tuned" if tuned else "nginx-rancher-example"
+    name += f"-{workers}w" if workers > 1 else ""
     directory = work / name
     conf = proxy_nginx_conf(directory, ports, backend_port, certs, tuned=tuned, workers=workers)
     return start_nginx(name, directory, conf, cpu)
@@ -109,7 +110,7 @@ def start_corral_lb(
     cpu: int | None,
     workers: int = 1,
 ) -> Service:
-    """`corral lb --config` with the configuration equivalent to the seeds' NGINX."""
+    """`corral lb --config` with the equivalent of Rancher's example NGINX configuration."""
     directory = work / ("corral-lb" + (f"-{workers}w" if workers > 1 else ""))
     directory.mkdir(parents=True)
     config = directory / "lb.yml"

@@ -1,4 +1,4 @@
-"""The issue-4 comparison with two workers: wrk against corral lb and nginx with the seeds'
+"""The two-worker comparison: wrk against corral lb and nginx with Rancher's example NGINX
 configuration (both `worker_processes 2`), in the same run, interleaved, no CPU pinning."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from bench.targets import PortPicker, start_corral_lb, start_nginx_proxy
 from bench.wrk import run_wrk
 
 WORKERS = 2
+NGINX = "nginx-rancher-example"  # the nginx target's name (bench.targets.start_nginx_proxy)
 
 
 def measure_two_workers(
@@ -27,10 +28,10 @@ def measure_two_workers(
     script: Path,
     say: Callable[[str], None],
 ) -> dict[str, list[float]]:
-    """Requests/s of each run for nginx-seeds and corral-lb with two workers each."""
+    """Requests/s of each run for nginx-rancher-example and corral-lb with two workers each."""
     port = PortPicker()
     urls: dict[str, str] = {}
-    for name in ("nginx-seeds", "corral-lb"):
+    for name in (NGINX, "corral-lb"):
         ports = ProxyPorts(https=port(), http=port())
         if name == "corral-lb":
             service = start_corral_lb(work, ports, backend_port, certs, None, WORKERS)
@@ -53,13 +54,14 @@ def measure_two_workers(
 
 
 def two_worker_report(results: dict[str, list[float]]) -> list[str]:
-    """Lines for the report: each target's median and the ratio corral/nginx-seeds."""
+    """Lines for the report: each target's median and the ratio corral/nginx-rancher-example."""
     corral = median(results["corral-lb"])
-    nginx = median(results["nginx-seeds"])
+    nginx = median(results[NGINX])
+    nginx_label, corral_label = f"{NGINX}-{WORKERS}w", f"corral-lb-{WORKERS}w"
     return [
         "",
         f"wrk with {WORKERS} workers each (no pinning; wrk, backend and proxies share the cores):",
-        f"  nginx-seeds-{WORKERS}w {nginx:>10,.0f} req/s",
-        f"  corral-lb-{WORKERS}w   {corral:>10,.0f} req/s",
-        f"ratio corral/nginx-seeds with {WORKERS} workers (wrk): {corral / nginx:.2f}",
+        f"  {nginx_label} {nginx:>10,.0f} req/s",
+        f"  {corral_label:<{len(nginx_label)}} {corral:>10,.0f} req/s",
+        f"ratio corral/{NGINX} with {WORKERS} workers (wrk): {corral / nginx:.2f}",
     ]

@@ -1,13 +1,13 @@
-"""The core of scripts/quickstart: the single-node system of the seeds' 004 page on this machine.
+"""The core of scripts/quickstart: the system of Rancher's single-node guide on this machine.
 
     client ──HTTPS :8443──▶ corral lb ──HTTP :8081──▶ corral server (embedded store, its own CA)
            ──HTTP  :8080──▶ corral lb: 301 https://localhost:8443<uri>
 
 Starts `corral server` (data in ./.corral/data, CA generated there on first start), issues a
 certificate for localhost from that CA for `corral lb` (fresh on every start), writes the lb
-configuration (the seeds' NGINX config in corral lb's form), starts `corral lb`, waits until
-https://localhost:8443/ping answers through the lb, prints the URL, the CA fingerprint and the
-bootstrap password, and runs in the foreground until Ctrl-C (or SIGTERM), which stops both.
+configuration (Rancher's example NGINX configuration in corral lb's form), starts `corral lb`,
+waits until https://localhost:8443/ping answers through the lb, prints the URL, the CA fingerprint
+and the bootstrap password, and runs in the foreground until Ctrl-C (or SIGTERM), which stops both.
 
 Run it with `scripts/quickstart` (which installs first); this file needs the corral package.
 """
@@ -118,9 +118,9 @@ def issue_lb_certificate(data_dir: Path, lb_dir: Path) -> None:
 
 
 def lb_config(args: argparse.Namespace, lb_dir: Path) -> str:
-    """The seeds' NGINX configuration in corral lb's form, for this machine."""
+    """Rancher's example NGINX configuration in corral lb's form, for this machine."""
     return f"""\
-# Written by scripts/quickstart: the seeds' NGINX example (004_2d5159cac542ec67.txt) for localhost.
+# Written by scripts/quickstart: Rancher's example NGINX configuration for localhost.
 worker_processes: 1
 access_log: "off"
 upstreams:

@@ -19,7 +19,7 @@ SCRIPT = REPO_ROOT / "bench" / "lb_vs_nginx"
 TINY = ["--quick", "--no-setup", "--duration", "1", "--warmup", "1", "--runs", "1"]
 # target → its KiB/conn cell: a figure for each proxy, "-" for the backend (no idle test)
 TARGETS = {
-    "nginx-seeds": r"-?\d+\.\d",
+    "nginx-rancher-example": r"-?\d+\.\d",
     "nginx-tuned": r"-?\d+\.\d",
     "corral-lb": r"-?\d+\.\d",
     "backend-direct": "-",

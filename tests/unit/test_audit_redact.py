@@ -67,8 +67,8 @@ def test_plain_text_is_a_string_and_binary_is_omitted() -> None:
     assert redact_body(b"", "application/json") is None
 
 
-def test_settings_from_env_reads_the_seed_variables(tmp_path: Path) -> None:
-    """The seeds' variables set level, path, age, backups and size."""
+def test_settings_from_env_reads_the_rancher_audit_variables(tmp_path: Path) -> None:
+    """Rancher's AUDIT_LEVEL and AUDIT_LOG_* variables set level, path, age, backups and size."""
     env = {
         "AUDIT_LEVEL": "1",
         "AUDIT_LOG_PATH": str(tmp_path / "a.log"),

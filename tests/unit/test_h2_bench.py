@@ -72,7 +72,7 @@ def test_report_has_a_row_per_proxy_and_ratios_against_both_nginx() -> None:
 
     lines = h2_report(
         [
-            figures("nginx-seeds", 4000.0),
+            figures("nginx-rancher-example", 4000.0),
             figures("nginx-tuned", 5000.0, 3000.0, 4000.0),
             figures("corral-lb", 1000.0, 2000.0, 3000.0),
         ],
@@ -81,8 +81,11 @@ def test_report_has_a_row_per_proxy_and_ratios_against_both_nginx() -> None:
     assert [
         line.split()[1] for line in lines if line.startswith("h2 ") and "ratio" not in line
     ] == [
-        "nginx-seeds",
+        "nginx-rancher-example",
         "nginx-tuned",
         "corral-lb",
     ]
-    assert lines[-2:] == ["h2 ratio corral/nginx-seeds: 0.50", "h2 ratio corral/nginx-tuned: 0.50"]
+    assert lines[-2:] == [
+        "h2 ratio corral/nginx-rancher-example: 0.50",
+        "h2 ratio corral/nginx-tuned: 0.50",
+    ]

@@ -12,7 +12,24 @@ import click
 from corral.config.errors import ConfigError
 from corral.config.lb import LbConfig
 
-CONFIG_HELP = "The YAML configuration (see docs/lb.md; examples/lb.yml mirrors the seeds' NGINX)."
+CONFIG_HELP = (
+    "The YAML configuration (see docs/lb.md; examples/lb.yml is Rancher's example NGINX"
+    " configuration in this form)."
+)
+
+EPILOG = """\b
+Examples:
+  corral lb --check --config lb.yml     # validate, print every problem with file:line
+  corral lb --config lb.yml             # run in the foreground
+  corral lb reload --config lb.yml      # check lb.yml, then make the running lb load it
+  corral lb --check --config examples/lb.yml
+"""
+
+RELOAD_EPILOG = """\b
+Examples:
+  corral lb reload --config lb.yml              # pid from the config's pid_file
+  corral lb reload --config lb.yml --pid 4242   # the master's pid given
+"""
 
 
 def _load(config_path: Path) -> LbConfig:
@@ -27,7 +44,12 @@ def _load(config_path: Path) -> LbConfig:
         sys.exit(1)
 
 
-@click.group(invoke_without_command=True)
+@click.group(
+    invoke_without_command=True,
+    short_help="The Layer-7 load balancer (TLS, WebSocket, health checks, workers).",
+    epilog=EPILOG,
+    context_settings={"max_content_width": 100},
+)
 @click.option(
     "--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), help=CONFIG_HELP
 )
@@ -37,12 +59,6 @@ def lb(ctx: click.Context, config_path: Path | None, check: bool) -> None:
     """The Layer-7 load balancer: TLS termination, HTTP/1.1, WebSocket and any Upgrade,
     X-Forwarded-* headers, 80 → 301 to HTTPS, unbuffered streaming, upstream pools with active
     /healthz checks and retries, worker processes, reload without dropping connections.
-
-    \b
-    Examples:
-      corral lb --check --config lb.yml     validate, print every problem with file:line
-      corral lb --config lb.yml             run in the foreground
-      corral lb reload --config lb.yml      check lb.yml, then make the running lb load it
 
     \b
     Signals to the master: SIGHUP reloads (an invalid file changes nothing), SIGTERM or
@@ -61,7 +77,9 @@ def lb(ctx: click.Context, config_path: Path | None, check: bool) -> None:
     sys.exit(run(config, config_path))
 
 
-@lb.command()
+@lb.command(
+    short_help="Check the configuration, then make the running lb load it.", epilog=RELOAD_EPILOG
+)
 @click.option(
     "--config",
     "config_path",

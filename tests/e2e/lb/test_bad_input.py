@@ -1,4 +1,4 @@
-"""Issue 2, point 7: malformed and hostile input is rejected without disturbing anyone else."""
+"""Malformed and hostile input is rejected by `corral lb` without disturbing other clients."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Client connection handling from the lb contract: keep-alive, pipelining, timeouts, workers."""
+"""Client connection handling in `corral lb`: keep-alive, pipelining, timeouts, workers."""
 
 from __future__ import annotations
 

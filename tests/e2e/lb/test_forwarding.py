@@ -1,4 +1,4 @@
-"""Issue 2, points 2 and 3: port 80 redirect, forwarded headers, upstream keep-alive."""
+"""Port 80 redirects to HTTPS; Host and X-Forwarded-* reach the upstream; upstream keep-alive."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def test_redirect_with_curl_post(lb: LbProcess) -> None:
 # -- forwarded headers ----------------------------------------------------------------------
 
 
-def test_forwarded_headers_as_in_the_seeds(certs: Certs, lb: LbProcess) -> None:
+def test_forwarded_headers_as_in_rancher_example_nginx(certs: Certs, lb: LbProcess) -> None:
     """Host as received, X-Forwarded-Proto https, -Port the listener port, -For the client."""
     result = curl(certs, lb.port, "/echo")
     assert result.returncode == 0, result.stderr.decode()

@@ -1,4 +1,4 @@
-"""Issue 2, point 8 and `--check`: access log lines, no secrets in logs, config validation."""
+"""Access log lines, no secrets in any log, and `--check` validating a configuration."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 2, point 5: bodies stream both ways without buffering, with bounded memory."""
+"""Bodies stream through the lb both ways without buffering, in bounded memory."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 2, point 1: TLS termination (chain, TLS 1.2 minimum, SNI, ALPN)."""
+"""TLS termination at `corral lb`: the full chain, TLS 1.2 minimum, SNI and ALPN."""
 
 from __future__ import annotations
 

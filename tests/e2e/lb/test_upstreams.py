@@ -1,4 +1,4 @@
-"""Issue 2, point 6: balancing, health checks, ejection, retries, 502/503/504."""
+"""Upstream pools: balancing, active health checks, passive ejection, retries, 502/503/504."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 2, point 4: WebSocket and any Upgrade through the lb, tunnel idle timeout."""
+"""WebSocket and any other Upgrade pass through the lb; an idle tunnel closes on its timeout."""
 
 from __future__ import annotations
 

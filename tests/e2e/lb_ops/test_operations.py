@@ -1,5 +1,5 @@
-"""Issue 4, points 3-5: worker processes, reload without dropping WebSockets, graceful stop,
-Prometheus metrics — on a real `corral lb` with real clients."""
+"""Worker processes, reload without dropping WebSockets, graceful stop and Prometheus metrics — on
+a real `corral lb` with real clients."""
 
 from __future__ import annotations
 

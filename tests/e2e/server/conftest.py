@@ -5,8 +5,9 @@
   `/ping` answers; every server it started is stopped after the test.
 * `corral_server` — one such server for a test; `shared_corral_server` — one per module (for
   tests that only read), started with `--server-url https://corral.test:9443`.
-* `seeds_nginx(server)` — factory: real NGINX running the seeds' configuration in front of
-  `server` (see core_harness.seeds_nginx_config).
+* `rancher_example_nginx(server)` — factory: real NGINX running Rancher's example NGINX
+  configuration (from Rancher's single-node guide) in front of `server` (see
+  core_harness.rancher_example_nginx_config).
 * `corral_lb(server)` — factory: `corral lb` with the same shape (TLS server, port-80 redirect,
   plus a plain-HTTP proxy) in front of `server` (see core_harness.corral_lb_config).
 """
@@ -75,8 +76,8 @@ def shared_corral_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[C
 
 
 @pytest.fixture
-def seeds_nginx(tmp_path: Path) -> Iterator[StartNginx]:
-    """Factory: NGINX with the seeds' configuration in front of a corral server."""
+def rancher_example_nginx(tmp_path: Path) -> Iterator[StartNginx]:
+    """Factory: NGINX with Rancher's example NGINX configuration in front of a corral server."""
     started: list[Nginx] = []
 
     def start(server: CorralServer) -> Nginx:

@@ -1,4 +1,5 @@
-"""Running `corral server` and NGINX (with the seeds' configuration) as real processes."""
+"""Running `corral server` and NGINX (with Rancher's example NGINX configuration) as real
+processes."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from tests.support.procs import ManagedProcess, corral_argv
 
 ADMIN_PASSWORD = "correct-horse-battery-9"
 FQDN = "corral.test"
-SEEDS_NGINX_CONF = Path(__file__).with_name("seeds_nginx.conf")
+RANCHER_EXAMPLE_NGINX_CONF = Path(__file__).with_name("rancher_example_nginx.conf")
 START_TIMEOUT = 30.0
 
 
@@ -162,17 +163,17 @@ def process_output(proc: ManagedProcess) -> str:
     return proc.log_path.read_text(errors="replace")
 
 
-# -- NGINX with the seeds' configuration -------------------------------------------------------
+# -- NGINX with Rancher's example NGINX configuration -----------------------------------------
 
 
 @dataclass
 class Nginx:
-    """NGINX running the seeds' configuration in front of a corral server."""
+    """NGINX running Rancher's example NGINX configuration in front of a corral server."""
 
     proc: ManagedProcess
-    tls_port: int  # the seeds' `listen 443 ssl http2` server
-    redirect_port: int  # the seeds' `listen 80` server (301 to https://FQDN)
-    plain_proxy_port: int  # test-only: the seeds' location block behind a plain-HTTP listener
+    tls_port: int  # the example's `listen 443 ssl http2` server
+    redirect_port: int  # the example's `listen 80` server (301 to https://FQDN)
+    plain_proxy_port: int  # test-only: the example's location block behind a plain-HTTP listener
     ca: Path  # trustme CA that issued the certificate for FQDN
     config: str
 
@@ -186,21 +187,21 @@ class Nginx:
 
 def _replace_once(text: str, old: str, new: str, count: int = 1) -> str:
     found = text.count(old)
-    assert found == count, f"seeds config: expected {count}x {old!r}, found {found}"
+    assert found == count, f"Rancher's example config: expected {count}x {old!r}, found {found}"
     return text.replace(old, new)
 
 
-def seeds_nginx_config(
+def rancher_example_nginx_config(
     directory: Path, upstream_port: int, ports: tuple[int, int, int], cert: Path, key: Path
 ) -> str:
-    """The seeds' NGINX config with only what must change here substituted, plus one test-only
-    server: the seeds' own `location /` block behind a plain-HTTP listener, so the corral server
-    sees `X-Forwarded-Proto: http` from a real proxy."""
+    """Rancher's example NGINX configuration with only what must change here substituted, plus
+    one test-only server: the example's own `location /` block behind a plain-HTTP listener, so
+    the corral server sees `X-Forwarded-Proto: http` from a real proxy."""
     tls_port, redirect_port, plain_port = ports
-    text = SEEDS_NGINX_CONF.read_text()
+    text = RANCHER_EXAMPLE_NGINX_CONF.read_text()
     text = "\n".join(line for line in text.splitlines() if not line.startswith("# "))
     location = re.search(r"\n        location / \{.*?\n        \}\n", text, re.S)
-    assert location is not None, "seeds config: no `location /` block"
+    assert location is not None, "Rancher's example config: no `location /` block"
     text = _replace_once(text, "server rancher-server:80;", f"server 127.0.0.1:{upstream_port};")
     text = _replace_once(text, "listen 443 ssl http2;", f"listen 127.0.0.1:{tls_port} ssl http2;")
     text = _replace_once(text, "listen 80;", f"listen 127.0.0.1:{redirect_port};")
@@ -216,19 +217,20 @@ def seeds_nginx_config(
         f"http {{\n    access_log {directory / 'access.log'};\n{paths}",
     )
     plain = (
-        f"\n    # test-only: plain HTTP through the seeds' location block\n"
+        f"\n    # test-only: plain HTTP through the example's location block\n"
         f"    server {{\n        listen 127.0.0.1:{plain_port};\n"
         f"        server_name {FQDN};\n{location.group(0)}    }}\n}}\n"
     )
     text = text.rstrip()
-    assert text.endswith("}"), "seeds config: does not end with the http block's }"
+    assert text.endswith("}"), "Rancher's example config: does not end with the http block's }"
     text = text[:-1] + plain
     head = f"daemon off;\npid {directory / 'nginx.pid'};\nerror_log stderr notice;\n"
     return head + text
 
 
 def start_nginx(directory: Path, upstream_port: int) -> Nginx:
-    """Run NGINX with the seeds' config (trustme certificate for FQDN) until it listens."""
+    """Run NGINX with Rancher's example configuration (trustme certificate for FQDN) until it
+    listens."""
     directory.mkdir(parents=True, exist_ok=True)
     ca = trustme.CA()
     leaf = ca.issue_cert(FQDN)
@@ -238,7 +240,7 @@ def start_nginx(directory: Path, upstream_port: int) -> Nginx:
     cert.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
     ca.cert_pem.write_to_path(str(ca_path))
     ports = (free_port(), free_port(), free_port())
-    config = seeds_nginx_config(directory, upstream_port, ports, cert, key)
+    config = rancher_example_nginx_config(directory, upstream_port, ports, cert, key)
     conf_path = directory / "nginx.conf"
     conf_path.write_text(config)
     check = subprocess.run(
@@ -268,7 +270,7 @@ def _dead(proc: ManagedProcess) -> bool:
 
 @dataclass
 class CorralLb:
-    """`corral lb` in front of a corral server: the seeds' two servers plus a plain proxy."""
+    """`corral lb` in front of a corral server: the example's two servers plus a plain proxy."""
 
     proc: ManagedProcess
     tls_port: int  # TLS termination, proxy_pass to the server's HTTP port
@@ -287,7 +289,8 @@ class CorralLb:
 
 def corral_lb_config(upstream_port: int, ports: tuple[int, int, int], cert: Path,
                      key: Path) -> dict[str, object]:
-    """examples/lb.yml's shape (the seeds' NGINX config) on 127.0.0.1 ports, one upstream."""
+    """examples/lb.yml's shape (Rancher's example NGINX configuration) on 127.0.0.1 ports, one
+    upstream."""
     tls_port, redirect_port, plain_port = ports
     return {
         "worker_processes": 1,

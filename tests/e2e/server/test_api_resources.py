@@ -218,11 +218,11 @@ def test_openapi_and_root(shared_corral_server: CorralServer) -> None:
     assert root["links"]["subscribe"].startswith("wss://")
 
 
-def test_links_through_real_seeds_nginx(shared_corral_server: CorralServer,
-                                        seeds_nginx: Any) -> None:
-    """Through NGINX with the seeds' config (Host $host, X-Forwarded-Port $server_port) the
+def test_links_through_real_rancher_example_nginx(shared_corral_server: CorralServer,
+                                                  rancher_example_nginx: Any) -> None:
+    """Through NGINX with Rancher's example config (Host $host, X-Forwarded-Port $server_port) the
     links name the URL the client used, port included."""
-    nginx = seeds_nginx(shared_corral_server)
+    nginx = rancher_example_nginx(shared_corral_server)
     token = admin_token(shared_corral_server)
     response = curl(*nginx.resolve(nginx.tls_port), "--cacert", str(nginx.ca),
                     "-H", f"Authorization: Bearer {token}",

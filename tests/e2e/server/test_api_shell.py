@@ -1,5 +1,5 @@
 """The admin shell WebSocket on a real server: echo, resize, exit status, kill on close,
-admin-only, audit records; and its idle behaviour behind real NGINX (the seeds' config with a
+admin-only, audit records; and its idle behaviour behind real NGINX (Rancher's example config, a
 short proxy_read_timeout) and behind `corral lb` (short read_timeout)."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from websockets.sync.client import ClientConnection
 from tests.e2e.server.core_harness import (
     CorralServer,
     process_output,
-    seeds_nginx_config,
+    rancher_example_nginx_config,
 )
 from tests.e2e.server.test_api_support import (
     admin_token,
@@ -34,7 +34,7 @@ from tests.support.net import free_port, port_open, wait_until
 from tests.support.procs import ManagedProcess
 
 SUBPROTOCOL = "base64.channel.k8s.io"
-PROXY_IDLE_TIMEOUT_S = 2  # the proxies' shortened read timeout (the seeds have 900 s)
+PROXY_IDLE_TIMEOUT_S = 2  # the proxies' shortened read timeout (Rancher's example has 900 s)
 SHORT_IDLE_S = 0.8  # shorter than the timeout: the shell must survive it
 LONG_IDLE_S = PROXY_IDLE_TIMEOUT_S + 2.0  # longer: the proxy must cut the connection
 
@@ -200,8 +200,8 @@ def assert_idle_behaviour(connect_shell: Any) -> None:
 @pytest.fixture
 def short_timeout_nginx(tmp_path: Path,
                         shared_corral_server: CorralServer) -> Iterator[tuple[int, Path]]:
-    """Real NGINX with the seeds' configuration, proxy_read_timeout shortened; yields its TLS
-    port and the CA of its certificate."""
+    """Real NGINX with Rancher's example configuration, proxy_read_timeout shortened; yields its
+    TLS port and the CA of its certificate."""
     import trustme
 
     ca = trustme.CA()
@@ -211,7 +211,9 @@ def short_timeout_nginx(tmp_path: Path,
     leaf.private_key_pem.write_to_path(str(key))
     ca.cert_pem.write_to_path(str(ca_path))
     ports = (free_port(), free_port(), free_port())
-    config = seeds_nginx_config(tmp_path, shared_corral_server.http_port, ports, cert, key)
+    config = rancher_example_nginx_config(
+        tmp_path, shared_corral_server.http_port, ports, cert, key
+    )
     assert config.count("proxy_read_timeout 900s;") == 2
     config = config.replace("proxy_read_timeout 900s;",
                             f"proxy_read_timeout {PROXY_IDLE_TIMEOUT_S}s;")
@@ -231,10 +233,10 @@ def short_timeout_nginx(tmp_path: Path,
         print(process_output(nginx))
 
 
-def test_shell_idle_behind_seeds_nginx(
+def test_shell_idle_behind_rancher_example_nginx(
     shared_corral_server: CorralServer, short_timeout_nginx: tuple[int, Path]
 ) -> None:
-    """Behind NGINX with the seeds' config (proxy_read_timeout shortened), the shell survives
+    """Behind NGINX with Rancher's example config (proxy_read_timeout shortened), the shell survives
     a shorter idle and is cut after a longer one, the way 900 s bounds it in production."""
     port, ca_path = short_timeout_nginx
     token = admin_token(shared_corral_server)

@@ -219,7 +219,7 @@ def receive_json(ws: ClientConnection, timeout: float = 10) -> dict[str, Any]:
 def corral_lb_config(certs: Certs, port: int, upstream_port: int,
                      read_timeout: str = "900s") -> dict[str, Any]:
     """A `corral lb` config: TLS on 127.0.0.1:`port` (lb.test) in front of one server's
-    HTTP port, as in the seeds' topology."""
+    HTTP port, as in Rancher's single-node guide."""
     return {
         "worker_processes": 1,
         "upstreams": {"corral": {"servers": [f"127.0.0.1:{upstream_port}"]}},

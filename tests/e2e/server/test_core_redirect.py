@@ -154,29 +154,29 @@ def test_websocket_with_forwarded_wss_passes(shared_corral_server: CorralServer)
     assert status.split(" ")[1] not in ("302", "400"), status
 
 
-# -- through NGINX running the seeds' configuration --------------------------------------------
+# -- through NGINX running Rancher's example NGINX configuration ------------------------------
 
 
 def test_nginx_https_passes_through(shared_corral_server: CorralServer,
-                                    seeds_nginx: StartNginx) -> None:
-    """Through the seeds' HTTPS server NGINX sends X-Forwarded-Proto https: no redirect,
+                                    rancher_example_nginx: StartNginx) -> None:
+    """Through the example's HTTPS server NGINX sends X-Forwarded-Proto https: no redirect,
     POST reaches the app, and the body is the server's CA."""
-    nginx = seeds_nginx(shared_corral_server)
+    nginx = rancher_example_nginx(shared_corral_server)
     url = f"https://{FQDN}:{nginx.tls_port}"
     base = [*nginx.resolve(nginx.tls_port), "--cacert", str(nginx.ca)]
     got = curl(*base, f"{url}/cacerts")
     assert got.status == 200
     assert got.body == shared_corral_server.ca_path.read_text()
-    assert got.http_version == "HTTP/2"  # the seeds' `listen 443 ssl http2`
+    assert got.http_version == "HTTP/2"  # the example's `listen 443 ssl http2`
     assert curl(*base, "-X", "POST", "-d", "x", f"{url}/cacerts").status == 405
     assert curl(*base, f"{url}/ping").body == "pong"
     assert curl(*base, f"{url}/healthz").body == "ok"
 
 
 def test_nginx_port_80_redirects_itself(shared_corral_server: CorralServer,
-                                        seeds_nginx: StartNginx) -> None:
-    """The seeds' port-80 server answers 301 https://FQDN<uri> without asking the server."""
-    nginx = seeds_nginx(shared_corral_server)
+                                        rancher_example_nginx: StartNginx) -> None:
+    """The example's port-80 server answers 301 https://FQDN<uri> without asking the server."""
+    nginx = rancher_example_nginx(shared_corral_server)
     got = curl(*nginx.resolve(nginx.redirect_port),
                f"http://{FQDN}:{nginx.redirect_port}/v3/settings?x=1")
     assert got.status == 301
@@ -198,11 +198,12 @@ NGINX_PLAIN: list[tuple[str, list[str], str, int, str]] = [
 
 @pytest.mark.parametrize(("args", "path", "status", "expect"),
                          [case[1:] for case in NGINX_PLAIN], ids=[c[0] for c in NGINX_PLAIN])
-def test_nginx_plain_proxy(shared_corral_server: CorralServer, seeds_nginx: StartNginx,
+def test_nginx_plain_proxy(shared_corral_server: CorralServer,
+                           rancher_example_nginx: StartNginx,
                            args: list[str], path: str, status: int, expect: str) -> None:
-    """The seeds' location block behind plain HTTP: the server redirects by NGINX's
+    """The example's location block behind plain HTTP: the server redirects by NGINX's
     X-Forwarded-Proto http."""
-    nginx = seeds_nginx(shared_corral_server)
+    nginx = rancher_example_nginx(shared_corral_server)
     got = curl(*nginx.resolve(nginx.plain_proxy_port), *args,
                f"http://{FQDN}:{nginx.plain_proxy_port}{path}")
     check(got.status, got.headers, got.body, status, expect, 0)
