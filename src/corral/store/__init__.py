@@ -1,7 +1,9 @@
-"""Revisioned key/value store with watch (etcd-shaped): sqlite, memory, later etcd.
+"""Revisioned key/value store with watch (etcd-shaped): sqlite, memory, etcd.
 
-`open_store(url_or_path)` picks the backend: `sqlite:///abs/path/store.db` (or a plain path: a
-directory means `<dir>/store.db`), `memory://`.
+`open_store(url_or_path)` picks a backend that opens at once: `sqlite:///abs/path/store.db` (or
+a plain path: a directory means `<dir>/store.db`), `memory://`. `await connect_store(url)` also
+serves `etcd://...` (corral.store.registry lists the backends; corral.store.etcd has the etcd
+options).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from corral.store.base import (
     StoreError,
 )
 from corral.store.lock import DataDirLocked
+from corral.store.registry import connect_url, open_url
 
 __all__ = [
     "DEFAULT_HISTORY_REVISIONS",
@@ -29,31 +32,21 @@ __all__ = [
     "Store",
     "StoreClosed",
     "StoreError",
+    "connect_store",
     "open_store",
 ]
 
 
 def open_store(url_or_path: str | Path, *, history: int = DEFAULT_HISTORY_REVISIONS) -> Store:
     """A store for `url_or_path`: `sqlite:///path/store.db`, `memory://`, or a filesystem path
-    (a directory holds `store.db`). Raises ValueError for an unknown scheme."""
-    from corral.store.memory import MemoryStore
-    from corral.store.sqlite import STORE_FILE_NAME, SqliteStore
+    (a directory holds `store.db`). Raises ValueError for an unknown scheme, or for a backend
+    that must connect first (etcd: use `connect_store`)."""
+    return open_url(url_or_path, history)
 
-    text = str(url_or_path)
-    if text == "memory://" or text == "memory:":
-        return MemoryStore(history=history)
-    if text.startswith("sqlite://"):
-        path = Path(text.removeprefix("sqlite://"))
-        if not path.is_absolute() or not path.name:
-            raise ValueError(
-                f"store URL {text!r}: use sqlite:///absolute/path/store.db (three slashes)"
-            )
-        return SqliteStore.open(path, history=history)
-    if "://" in text:
-        raise ValueError(
-            f"store URL {text!r}: unknown scheme; use sqlite:///path/store.db or memory://"
-        )
-    path = Path(text)
-    if path.is_dir() or not path.suffix:
-        path = path / STORE_FILE_NAME
-    return SqliteStore.open(path, history=history)
+
+async def connect_store(
+    url_or_path: str | Path, *, history: int = DEFAULT_HISTORY_REVISIONS
+) -> Store:
+    """A store of any backend, including `etcd://host:2379,...?cafile=...` (which reaches the
+    cluster before returning; see corral.store.etcd.connect_etcd for its errors)."""
+    return await connect_url(url_or_path, history)
