@@ -7,6 +7,7 @@ Rancher's single-node guide, Docker install behind an NGINX Layer-7 load balance
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,8 +151,16 @@ http {{
 """
 
 
-def corral_lb_yaml(ports: ProxyPorts, backend_port: int, certs: CertFiles, workers: int = 1) -> str:
-    """The `corral lb` equivalent of Rancher's example NGINX configuration (no access log)."""
+def corral_lb_yaml(
+    ports: ProxyPorts,
+    backend_port: int,
+    certs: CertFiles,
+    workers: int = 1,
+    groups: Sequence[str] | None = None,
+) -> str:
+    """The `corral lb` equivalent of Rancher's example NGINX configuration (no access log);
+    `groups` replaces the default key-exchange groups."""
+    groups_line = f"\n      groups: [{', '.join(groups)}]" if groups else ""
     return f"""\
 # Rancher's example NGINX configuration for corral lb (see examples/lb.yml), {workers} worker(s).
 worker_processes: {workers}
@@ -171,7 +180,7 @@ servers:
       certificates:
         - cert: {certs.chain}
           key: {certs.key}
-      protocols: [TLSv1.2, TLSv1.3]
+      protocols: [TLSv1.2, TLSv1.3]{groups_line}
     proxy_pass: rancher
     read_timeout: 900s
 

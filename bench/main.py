@@ -1,6 +1,6 @@
-"""`bench/lb_vs_nginx`: requests/s, p99 latency and memory per idle TLS connection of
-nginx (Rancher's example NGINX configuration), nginx (tuned), corral lb and the bare backend,
-in one run.
+"""`bench/lb_vs_nginx`: requests/s, p99 latency, TLS handshakes/s and memory per idle TLS
+connection of nginx (Rancher's example NGINX configuration), nginx (tuned), corral lb and the
+bare backend, in one run.
 
 Prints progress on stderr; the report on stdout ends with `ratio corral/nginx-tuned: 0.NN`.
 """
@@ -24,6 +24,7 @@ import psutil
 
 from bench.configs import CertFiles, ProxyPorts
 from bench.h2load import h2_report, measure_h2
+from bench.handshakes import handshake_report, measure_handshakes
 from bench.idle import measure_idle_connections, raise_open_files_limit
 from bench.placement import DEFAULT_PLACEMENT, PLACEMENTS, Placement, choose_placement
 from bench.processes import BenchError, run_main
@@ -269,14 +270,27 @@ def run(options: Options) -> list[str]:
             cpu=placement.load,
             say=_say,
         )
-        _measure_memory(targets, options, context)
         backend_port = int(targets[-1].url.rstrip("/").rsplit(":", 1)[1])
+        handshakes = measure_handshakes(
+            targets,
+            work,
+            certs,
+            backend_port,
+            duration_s=options.duration,
+            runs=options.runs,
+            warmup=options.warmup > 0,
+            proxy_cpu=placement.proxy,
+            load_cpu=placement.load,
+            say=_say,
+        )
+        _measure_memory(targets, options, context)
         two = measure_two_workers(
             stack, work, certs, backend_port, duration_s=options.duration, runs=options.runs,
             connections=options.connections, script=script, say=_say,
         )
     report = _report([t.figures for t in targets])  # its last line stays the wrk ratio
-    extra = h2_report(h2, options.duration) + two_worker_report(two)
+    extra = h2_report(h2, options.duration) + handshake_report(handshakes, options.duration)
+    extra += two_worker_report(two)
     return header + report[:-1] + extra + report[-1:]
 
 

@@ -16,8 +16,8 @@ from corral.server.api.http import ApiEndpoint
 from corral.server.api.login import session_ttl_ms
 from corral.server.api.nodes import conditions, disk_check, memory_check
 from corral.server.api.routes import api_routes
-from corral.server.api.settings import check_registry, check_server_url
 from corral.server.context import ServerContext
+from corral.server.domain.settings import check_registry, check_server_url
 from corral.server.events import event_message, event_record, parse_revision
 from corral.server.shell import FrameError, decode_frame, encode_frame, parse_resize
 from corral.store import open_store

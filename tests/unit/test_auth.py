@@ -9,7 +9,7 @@ import re
 import pytest
 
 from corral.server.auth import token_from_headers
-from corral.server.auth_secrets import (
+from corral.server.domain.credentials import (
     digest_token_secret,
     hash_password,
     new_id,
@@ -18,7 +18,7 @@ from corral.server.auth_secrets import (
     token_secret_matches,
     verify_password,
 )
-from corral.server.auth_users import split_token, token_expired
+from corral.server.domain.tokens import split_token, token_expired
 
 FAST_N = 2**4  # tests hash with a low cost; the production cost is exercised once below
 

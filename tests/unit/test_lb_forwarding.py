@@ -77,7 +77,7 @@ def test_headers_named_by_connection_are_dropped() -> None:
     assert b"X-Ok: 2" in out
 
 
-def test_upgrade_is_mapped_like_the_seeds() -> None:
+def test_upgrade_is_mapped_like_rancher_example_nginx() -> None:
     """An upgrade request goes up with Upgrade: <value> and Connection: upgrade."""
     out = lines(head([(b"Upgrade", b"SPDY/3.1"), (b"Connection", b"Upgrade")], upgrade=b"SPDY/3.1"))
     assert b"Upgrade: SPDY/3.1" in out
@@ -194,3 +194,91 @@ def test_error_response_is_complete_http() -> None:
     assert b"Content-Length: 20\r\n" in out
     assert b"Connection: close\r\n" in out
     assert out.endswith(b"\r\n\r\nno healthy endpoint\n")
+
+
+# -- trusted proxies: X-Forwarded-* kept from the external load balancer ---------------------
+
+
+def trusted_head(headers: list[tuple[bytes, bytes]]) -> list[bytes]:
+    """The upstream head lines for a request that came from a trusted proxy (listener http:80)."""
+    kept = fw.trusted_forwarded_lines(headers, "http", 80)
+    return lines(head(headers, listener_lines=kept))
+
+
+def test_trusted_proxy_keeps_proto_and_port() -> None:
+    """What the external load balancer set (https, 443) reaches the upstream, once each."""
+    out = trusted_head([(b"X-Forwarded-Proto", b"https"), (b"X-Forwarded-Port", b"443")])
+    assert b"X-Forwarded-Proto: https" in out
+    assert b"X-Forwarded-Port: 443" in out
+    assert sum(1 for line in out if line.lower().startswith(b"x-forwarded-proto")) == 1
+    assert sum(1 for line in out if line.lower().startswith(b"x-forwarded-port")) == 1
+    assert b"X-Forwarded-Proto: http" not in out
+
+
+def test_trusted_proxy_forwarded_for_gets_the_peer_appended() -> None:
+    """X-Forwarded-For from a trusted proxy is kept and the proxy's own address appended."""
+    out = trusted_head([(b"X-Forwarded-For", b"203.0.113.7"), (b"X-Forwarded-Proto", b"https")])
+    assert b"X-Forwarded-For: 203.0.113.7, 10.0.0.9" in out
+
+
+def test_trusted_proxy_missing_headers_fall_back_to_the_listener() -> None:
+    """A trusted proxy that sent no (or an empty) Proto/Port gets the listener's own values."""
+    assert fw.trusted_forwarded_lines([], "http", 80) == fw.forwarded_constants("http", 80)
+    empty = [(b"X-Forwarded-Proto", b" "), (b"x-forwarded-port", b"")]
+    assert fw.trusted_forwarded_lines(empty, "http", 8080) == fw.forwarded_constants("http", 8080)
+    only_proto = fw.trusted_forwarded_lines([(b"x-forwarded-proto", b"https")], "http", 80)
+    assert only_proto == b"X-Forwarded-Proto: https\r\nX-Forwarded-Port: 80\r\n"
+
+
+def test_trusted_proxy_first_value_wins() -> None:
+    """Of repeated X-Forwarded-Proto headers the first (the outermost proxy's) is kept."""
+    headers = [(b"X-Forwarded-Proto", b"https"), (b"X-Forwarded-Proto", b"http")]
+    assert fw.trusted_forwarded_lines(headers, "http", 80).startswith(b"X-Forwarded-Proto: https")
+
+
+@pytest.mark.parametrize(
+    ("address", "trusted"),
+    [
+        ("10.0.0.100", True),  # the single address
+        ("10.1.2.3", True),  # inside the /16
+        ("10.2.0.1", False),
+        ("127.0.0.1", False),
+        ("fd00::1", True),
+        ("fe80::1%eth0", False),
+        ("::ffff:10.1.0.5", True),  # an IPv4 peer on a dual-stack socket
+        ("-", False),
+        ("", False),
+    ],
+)
+def test_trusted_proxies_match_addresses_and_networks(address: str, trusted: bool) -> None:
+    """A peer is trusted when its address is in one of the CIDRs (v4-mapped v6 as v4)."""
+    proxies = fw.TrustedProxies(["10.0.0.100", "10.1.0.0/16", "fd00::/8"])
+    assert proxies.trusts(address) is trusted
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("10.0.0.1/24", "has host bits set: write 10.0.0.0/24"),
+        ("10.0.0.0/33", "is not an address or CIDR"),
+        ("lb.example.com", "is not an address or CIDR"),
+    ],
+)
+def test_trusted_proxies_config_rejects_bad_cidrs(text: str, message: str) -> None:
+    """`trusted_proxies` items must be addresses or networks; the error says what to write."""
+    from pydantic import ValidationError
+
+    from corral.config.lb import LbConfig
+
+    servers = [{"listen": 80, "server_name": "x.test", "redirect": "https://$server_name"}]
+    with pytest.raises(ValidationError) as info:
+        LbConfig.model_validate({"servers": servers, "trusted_proxies": [text]})
+    assert message in str(info.value)
+
+
+def test_trusted_proxies_default_is_empty() -> None:
+    """Without the key nothing is trusted: corral lb keeps replacing Proto/Port."""
+    from corral.config.lb import LbConfig
+
+    servers = [{"listen": 80, "server_name": "x.test", "redirect": "https://$server_name"}]
+    assert LbConfig.model_validate({"servers": servers}).trusted_proxies == []

@@ -16,6 +16,8 @@ from corral.server.audit_settings import (
 )
 from corral.server.certs import DEFAULT_TLS_DIR
 
+DEFAULT_ETCD_PREFIX = "/corral-ha"  # the same as corral.server.backend.DEFAULT_ETCD_PREFIX
+
 DEFAULT_DATA_DIR = Path("/var/lib/corral")  # the same as corral.server.runtime.DEFAULT_DATA_DIR
 
 # (flag, environment variable) of the audit options, in AuditSettings.from_env's names
@@ -27,19 +29,43 @@ AUDIT_FLAGS = {
     "audit_log_maxsize": "AUDIT_LOG_MAXSIZE",
 }
 
-EPILOG = """\b
+EXAMPLES = """\b
 Examples:
   corral server                                   # ports 80/443, data in /var/lib/corral
   corral server --http-listen-port 8080 --https-listen-port 8443 --data-dir ./data
   corral server --no-cacerts                      # TLS by a recognised CA at the load balancer
+  corral server --etcd-servers https://10.0.0.1:2379,https://10.0.0.2:2379 --etcd-cafile ca.pem \\
+    --etcd-certfile client.pem --etcd-keyfile client-key.pem   # HA: the store is etcd
   AUDIT_LEVEL=1 corral server                     # API audit log (see --audit-*)
   corral server backup --data-dir /var/lib/corral --out corral-backup.tar.gz
   corral server restore --data-dir /var/lib/corral --from corral-backup.tar.gz
+"""
 
-\b
+NOTES = """\b
 TLS directory (--tls-dir): cert.pem + key.pem (+ cacerts.pem, or --no-cacerts) to serve your
 own certificate; cacerts.pem alone when TLS is terminated elsewhere with a private CA; nothing
-to let the server generate its CA (kept in <data-dir>/tls/). See docs/server.md.
+to let the server generate its CA (kept in <data-dir>/tls/, or in etcd with --etcd-servers).
+
+\b
+HA (Rancher's HA guide): give every server the same --etcd-* flags; they share users, tokens,
+settings and the generated CA through etcd, and elect one of them for the duties that run once.
+Without --etcd-servers the store is embedded in --data-dir. See docs/server.md, "HA".
+"""
+
+EPILOG = NOTES + "\n" + EXAMPLES  # the help ends with the examples, as every verb's does
+
+BACKUP_EPILOG = """\b
+Examples:
+  corral server backup --out corral-backup.tar.gz     # the default data directory
+  corral server backup --data-dir ./data --out backup.tar.gz
+  corral server backup --data-dir /var/lib/corral --out /backups/corral-$(date +%F).tar.gz
+"""
+
+RESTORE_EPILOG = """\b
+Examples:
+  corral server restore --from corral-backup.tar.gz   # into the (empty) default data directory
+  corral server restore --data-dir ./data --from backup.tar.gz
+  corral server restore --data-dir /var/lib/corral --from corral-backup.tar.gz --force
 """
 
 
@@ -61,6 +87,7 @@ def _audit_settings(values: dict[str, str | None]) -> AuditSettings:
 
 @click.group(
     invoke_without_command=True,
+    short_help="The management server (v3 API, events, shell, audit log).",
     epilog=EPILOG,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
@@ -85,6 +112,22 @@ def _audit_settings(values: dict[str, str | None]) -> AuditSettings:
 @click.option("--server-url", metavar="URL", default="", envvar="CORRAL_SERVER_URL",
               show_envvar=True,
               help="The https URL clients use; overrides the stored server-url setting.")
+@click.option("--etcd-servers", metavar="URLS", default="", envvar="CORRAL_ETCD_SERVERS",
+              show_envvar=True,
+              help="Comma-separated etcd client URLs (https://host:2379,…): the store is that etcd "
+                   "cluster (HA). Without it the store is embedded in --data-dir.")
+@click.option("--etcd-cafile", type=click.Path(path_type=Path), default=None,
+              envvar="CORRAL_ETCD_CAFILE", show_envvar=True,
+              help="CA certificate (PEM) that signed the etcd servers' certificates.")
+@click.option("--etcd-certfile", type=click.Path(path_type=Path), default=None,
+              envvar="CORRAL_ETCD_CERTFILE", show_envvar=True,
+              help="Client certificate (PEM) for etcd's mutual TLS (with --etcd-keyfile).")
+@click.option("--etcd-keyfile", type=click.Path(path_type=Path), default=None,
+              envvar="CORRAL_ETCD_KEYFILE", show_envvar=True,
+              help="Private key (PEM) of --etcd-certfile.")
+@click.option("--etcd-prefix", metavar="PREFIX", default=DEFAULT_ETCD_PREFIX, show_default=True,
+              envvar="CORRAL_ETCD_PREFIX", show_envvar=True,
+              help="Key prefix of this install in etcd (servers of one install share it).")
 @click.option("--audit-level", metavar="0-3", envvar="AUDIT_LEVEL", show_envvar=True,
               help="API audit log: 0 off, 1 metadata, 2 + request body, 3 + response body. "
                    "[default: 0]")
@@ -109,6 +152,11 @@ def server(
     tls_dir: Path,
     no_cacerts: bool,
     server_url: str,
+    etcd_servers: str,
+    etcd_cafile: Path | None,
+    etcd_certfile: Path | None,
+    etcd_keyfile: Path | None,
+    etcd_prefix: str,
     **audit: str | None,
 ) -> None:
     """The management server: HTTP and HTTPS listeners, v3 API, events, shell, audit log.
@@ -119,6 +167,7 @@ def server(
     click_ctx.obj["data_dir"] = data_dir
     if click_ctx.invoked_subcommand is not None:
         return
+    from corral.server.backend import EtcdFlags
     from corral.server.listeners import ListenAddresses
     from corral.server.runtime import ServerOptions, run
 
@@ -129,11 +178,14 @@ def server(
         no_cacerts=no_cacerts,
         server_url=server_url,
         audit=_audit_settings(audit),
+        etcd=EtcdFlags(etcd_servers, etcd_cafile, etcd_certfile, etcd_keyfile, etcd_prefix),
     )
     sys.exit(run(options))
 
 
-@server.command()
+@server.command(
+    short_help="Write a consistent snapshot of the data directory.", epilog=BACKUP_EPILOG
+)
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None,
               help="The server's data directory. [default: the server's --data-dir]")
 @click.option("--out", "out", type=click.Path(path_type=Path), required=True,
@@ -152,7 +204,7 @@ def backup(click_ctx: click.Context, /, data_dir: Path | None, out: Path) -> Non
                f"{len(info.files)} files) written to {out}")
 
 
-@server.command()
+@server.command(short_help="Put a backup back into the data directory.", epilog=RESTORE_EPILOG)
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None,
               help="The data directory to restore into. [default: the server's --data-dir]")
 @click.option("--from", "archive", type=click.Path(path_type=Path), required=True,

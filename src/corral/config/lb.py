@@ -1,15 +1,24 @@
 """The `corral lb` configuration: typed models with every default named once.
 
-`docs/lb.md` documents each key; `examples/lb.yml` is the seeds' NGINX configuration in this form.
+`docs/lb.md` documents each key; `examples/lb.yml` is Rancher's example NGINX configuration in
+this form.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from corral.config.units import Duration, Size
 
@@ -46,6 +55,27 @@ def split_host_port(text: str) -> tuple[str, int]:
     if not match or not 0 < int(match["port"]) < 65536:
         raise ValueError(f"{text!r} is not host:port (e.g. 10.0.0.5:80 or [::1]:80)")
     return match["ip6"] or match["host"], int(match["port"])
+
+
+def check_cidr(text: str) -> str:
+    """An IPv4/IPv6 address or network (`10.0.0.5`, `10.0.0.0/24`, `fd00::/8`), stripped;
+    ValueError otherwise (host bits set: naming the network it probably means)."""
+    text = text.strip()
+    try:
+        ipaddress.ip_network(text)
+    except ValueError:
+        try:
+            meant = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            raise ValueError(
+                "is not an address or CIDR (e.g. 10.0.0.5, 10.0.0.0/24, fd00::/8)"
+            ) from None
+        raise ValueError(f"has host bits set: write {meant}") from None
+    return text
+
+
+Cidr = Annotated[str, AfterValidator(check_cidr)]
+"""An address or network, as `trusted_proxies` lists them."""
 
 
 class _Strict(BaseModel):
@@ -103,6 +133,37 @@ TlsVersion = Literal["TLSv1.2", "TLSv1.3"]
 Alpn = Literal["h2", "http/1.1"]
 DEFAULT_TLS_PROTOCOLS: tuple[TlsVersion, ...] = ("TLSv1.2", "TLSv1.3")
 DEFAULT_ALPN: tuple[Alpn, ...] = ("h2", "http/1.1")
+# Key-exchange groups, most preferred first (OpenSSL names; P-256 = prime256v1 = secp256r1).
+DEFAULT_TLS_GROUPS: tuple[str, ...] = ("X25519", "P-256", "P-384")
+DEFAULT_HSTS_MAX_AGE_S = 365 * 86400.0
+HSTS_PRELOAD_MIN_MAX_AGE_S = 365 * 86400.0  # what the browsers' preload list requires
+
+
+class Hsts(_Strict):
+    """`Strict-Transport-Security` on every response of a TLS server (off unless given)."""
+
+    max_age: Duration = Field(
+        DEFAULT_HSTS_MAX_AGE_S, description="whole seconds browsers keep to HTTPS (e.g. 365d)"
+    )
+    include_subdomains: bool = False
+    preload: bool = False
+
+    @field_validator("max_age")
+    @classmethod
+    def _whole_seconds(cls, value: float) -> float:
+        if value != int(value):
+            raise ValueError("must be a whole number of seconds (e.g. 31536000 or 365d)")
+        return value
+
+    @property
+    def header_value(self) -> str:
+        """The header's value: `max-age=31536000; includeSubDomains; preload`."""
+        value = f"max-age={int(self.max_age)}"
+        if self.include_subdomains:
+            value += "; includeSubDomains"
+        if self.preload:
+            value += "; preload"
+        return value
 
 
 class Tls(_Strict):
@@ -113,6 +174,12 @@ class Tls(_Strict):
         default_factory=lambda: list(DEFAULT_TLS_PROTOCOLS), min_length=1
     )
     alpn: list[Alpn] = Field(default_factory=lambda: list(DEFAULT_ALPN), min_length=1)
+    groups: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_TLS_GROUPS),
+        min_length=1,
+        description="OpenSSL key-exchange group names, most preferred first",
+    )
+    hsts: Hsts | None = None
 
 
 class Server(_Strict):
@@ -126,6 +193,12 @@ class Server(_Strict):
     redirect_status: Literal[301, 302, 307, 308] = 301
     read_timeout: Duration = Field(DEFAULT_READ_TIMEOUT_S, gt=0)
     send_timeout: Duration = Field(DEFAULT_SEND_TIMEOUT_S, gt=0)
+    add_response_headers: dict[str, str] = Field(
+        default_factory=dict, description="header name: value pairs added to every response"
+    )
+    hide_response_headers: list[str] = Field(
+        default_factory=list, description="names of upstream response headers not passed on"
+    )
 
     @field_validator("listen")
     @classmethod
@@ -221,6 +294,9 @@ class LbConfig(_Strict):
     http2: Http2 = Field(default_factory=lambda: Http2.model_validate({}))
     upstreams: dict[str, Upstream] = Field(default_factory=dict)
     servers: list[Server] = Field(min_length=1)
+    trusted_proxies: list[Cidr] = Field(
+        default_factory=list, description="CIDRs whose X-Forwarded-Proto/-Port are kept"
+    )
 
     @field_validator("worker_processes")
     @classmethod

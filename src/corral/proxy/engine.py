@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from corral.config.lb import LbConfig
 from corral.proxy.access_log import AccessLog
+from corral.proxy.forwarding import TrustedProxies
 from corral.proxy.health import HealthChecker
 from corral.proxy.http1 import ClientConnection
 from corral.proxy.http2 import Http2Connection
@@ -48,6 +49,10 @@ class Engine:
             for name, upstream in config.upstreams.items()
         }
         self.access_log = AccessLog(config.access_log)
+        # None when empty: connections then skip the trust check entirely
+        self.trusted_proxies = (
+            TrustedProxies(config.trusted_proxies) if config.trusted_proxies else None
+        )
         self.health = HealthChecker(list(self.pools.values()))
         self.servers: list[asyncio.Server] = []
         self.stats = WorkerStats()

@@ -1,13 +1,18 @@
 """Header policy between client and upstream, as pure functions on bytes.
 
-The seeds' NGINX configuration is the specification: `Host` as received, `X-Forwarded-Proto` =
-the client's scheme, `X-Forwarded-Port` = the port the client used, `X-Forwarded-For` = incoming
+Rancher's example NGINX configuration is the specification: `Host` as received, `X-Forwarded-Proto`
+= the client's scheme, `X-Forwarded-Port` = the port the client used, `X-Forwarded-For` = incoming
 value + client address, HTTP/1.1 upstream with the `Upgrade`/`Connection` pair mapped. Hop-by-hop
 headers never cross the proxy in either direction.
+
+Behind another proxy (`trusted_proxies`): a connection from one of its addresses keeps the
+`X-Forwarded-Proto` and `-Port` that proxy set (`trusted_forwarded_lines`); the decision is made
+once per connection (`TrustedProxies.trusts`), so the per-request path is the same either way.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 
 Headers = Sequence[tuple[bytes, bytes]]
@@ -59,6 +64,43 @@ def connection_tokens(headers: Headers) -> frozenset[bytes]:
 def forwarded_constants(scheme: str, port: int) -> bytes:
     """The per-listener header lines that never change: X-Forwarded-Proto and -Port."""
     return b"X-Forwarded-Proto: %s\r\nX-Forwarded-Port: %d\r\n" % (scheme.encode(), port)
+
+
+class TrustedProxies:
+    """The proxy addresses (`trusted_proxies` CIDRs) whose X-Forwarded-* headers are kept."""
+
+    __slots__ = ("networks",)
+
+    def __init__(self, cidrs: Sequence[str]) -> None:
+        self.networks = tuple(ipaddress.ip_network(cidr.strip()) for cidr in cidrs)
+
+    def trusts(self, address: str) -> bool:
+        """Whether a peer address (as the socket reports it) is one of the trusted proxies."""
+        try:
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped  # a dual-stack listener reports IPv4 peers as ::ffff:a.b.c.d
+        return any(ip in network for network in self.networks)
+
+
+def trusted_forwarded_lines(headers: Headers, scheme: str, port: int) -> bytes:
+    """The X-Forwarded-Proto and -Port lines for a request from a trusted proxy: the first
+    non-empty value it sent of each, the listener's own (`forwarded_constants`) where it sent none.
+    Goes into `build_upstream_head` as `listener_lines` (which drops the received copies)."""
+    proto: bytes | None = None
+    forwarded_port: bytes | None = None
+    for name, value in headers:
+        size = len(name)
+        if size == 17 and proto is None and name.lower() == b"x-forwarded-proto":
+            proto = value.strip() or None
+        elif size == 16 and forwarded_port is None and name.lower() == b"x-forwarded-port":
+            forwarded_port = value.strip() or None
+    return b"X-Forwarded-Proto: %s\r\nX-Forwarded-Port: %s\r\n" % (
+        proto if proto is not None else scheme.encode(),
+        forwarded_port if forwarded_port is not None else b"%d" % port,
+    )
 
 
 def build_upstream_head(

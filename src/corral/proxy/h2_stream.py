@@ -129,7 +129,9 @@ class H2Stream:
                 fields,
                 host=host if host is not None else route.default_host,
                 client_ip=self.client_ip,
-                listener_lines=route.listener_lines,
+                listener_lines=forwarding.trusted_forwarded_lines(fields, route.scheme, route.port)
+                if conn.trusted
+                else route.listener_lines,
                 upgrade=upgrade,
                 chunked=chunked,
             )
@@ -210,7 +212,8 @@ class H2Stream:
             return
         self.response_headers = headers  # upstream_conn appends the trailers to this list
         self.head_count = len(headers)
-        fields = response_fields(status, headers)
+        policy = self.route.response_headers
+        fields = response_fields(status, headers if policy is None else policy.apply(headers))
         no_body = exchange.head_request or status in (204, 304)
         exchange.bytes_sent += sum(len(n) + len(v) + 4 for n, v in fields)
         self.conn.send_headers(self.stream_id, fields, end=no_body)
@@ -282,6 +285,9 @@ class H2Stream:
         if self.ended:
             upstream.close()
             return
+        policy = self.route.response_headers
+        if policy is not None:
+            headers = policy.apply(headers)
         self.conn.send_headers(self.stream_id, response_fields(200, headers), end=False)
         self.tunnel = upstream
         upstream.tunnel_peer = self
@@ -348,6 +354,9 @@ class H2Stream:
     def _send_whole(
         self, status: int, headers: Sequence[tuple[bytes, bytes]], body: bytes, length: int = -1
     ) -> None:
+        policy = self.route.response_headers
+        if policy is not None:
+            headers = policy.local(headers)
         fields = local_fields(status, headers, len(body) if length < 0 else length)
         self.conn.send_headers(self.stream_id, fields, end=not body)
         if body:

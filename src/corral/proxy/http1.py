@@ -64,6 +64,7 @@ class ClientConnection(Http1Writer, asyncio.Protocol):
         "queue",
         "router",
         "transport",
+        "trusted",
         "tunnel",
         "tunnel_timeout",
         "url",
@@ -76,6 +77,7 @@ class ClientConnection(Http1Writer, asyncio.Protocol):
         self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set on connect
         self.parser: httptools.HttpRequestParser | None = None
         self.client_ip = b"-"
+        self.trusted = False  # the peer is a trusted proxy: its X-Forwarded-Proto/-Port stay
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.head_size = 0
@@ -113,6 +115,8 @@ class ClientConnection(Http1Writer, asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if peer:
             self.client_ip = peer[0].encode()
+            if engine.trusted_proxies is not None:
+                self.trusted = engine.trusted_proxies.trusts(peer[0])
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER_BYTES)
         self.parser = httptools.HttpRequestParser(self)
         self.head_started = self.last_active = engine.now
@@ -224,7 +228,11 @@ class ClientConnection(Http1Writer, asyncio.Protocol):
                 self.headers,
                 host=host if host is not None else route.default_host,
                 client_ip=self.client_ip,
-                listener_lines=route.listener_lines,
+                listener_lines=forwarding.trusted_forwarded_lines(
+                    self.headers, route.scheme, route.port
+                )
+                if self.trusted
+                else route.listener_lines,
                 upgrade=upgrade,
                 chunked=chunked,
             )

@@ -57,8 +57,14 @@ class Http1Writer:
         close = close or self._closes_after(exchange)
         exchange.framing = framing
         exchange.close_after = close
+        policy = exchange.route.response_headers
         head = forwarding.build_response_head(
-            status, reason, headers, framing=framing, close=close, client_http10=exchange.http10
+            status,
+            reason,
+            headers if policy is None else policy.apply(headers),
+            framing=framing,
+            close=close,
+            client_http10=exchange.http10,
         )
         exchange.bytes_sent += len(head)
         self.send(head)
@@ -86,6 +92,9 @@ class Http1Writer:
     ) -> None:
         """A whole response made by the proxy."""
         close = exchange.close_after = self._closes_after(exchange)
+        policy = exchange.route.response_headers
+        if policy is not None:
+            headers = policy.local(headers)
         data = forwarding.local_response(
             status, reason, headers, body, close=close, head_only=exchange.head_request
         )
@@ -101,10 +110,11 @@ class Http1Writer:
         rest: bytes,
     ) -> None:
         """Relay the 101, then become a byte tunnel."""
+        policy = exchange.route.response_headers
         head = forwarding.build_response_head(
             101,
             reason,
-            headers,
+            headers if policy is None else policy.apply(headers),
             framing=forwarding.FRAMING_NONE,
             close=False,
             client_http10=False,

@@ -88,6 +88,7 @@ class Http2Connection(asyncio.Protocol):
         "streams",
         "tails",
         "transport",
+        "trusted",
         "write_paused",
         "write_paused_since",
     )
@@ -118,6 +119,7 @@ class Http2Connection(asyncio.Protocol):
         )
         h2.decoder.max_header_list_size = hard_limit
         self.client_ip = b"-"
+        self.trusted = False  # the peer is a trusted proxy: its X-Forwarded-Proto/-Port stay
         self.streams: dict[int, H2Stream] = {}
         self.tails: list[H2Stream] = []  # streams holding back a body piece until end_batch
         self.batch_depth = 0
@@ -143,6 +145,9 @@ class Http2Connection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if peer:
             self.client_ip = peer[0].encode()
+            trusted_proxies = self.engine.trusted_proxies
+            if trusted_proxies is not None:
+                self.trusted = trusted_proxies.trusts(peer[0])
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER_BYTES)
         h2 = self.h2
         h2.initiate_connection()

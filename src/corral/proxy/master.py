@@ -16,6 +16,7 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,6 +49,8 @@ class Master:
     pending: list[tuple[float, _Child]] = field(default_factory=list)
     stopping: bool = False
     metrics_dir: str | None = None
+    # how a reload reads `config_path` (None: as an lb file; `corral ingress` passes its own)
+    load: Callable[[Path], LbConfig] | None = None
 
     def run(self) -> int:
         """Start, then supervise until SIGTERM/SIGINT; returns the exit status."""
@@ -135,7 +138,7 @@ class Master:
         from corral.config.lb_load import load_lb_config
 
         try:
-            config = load_lb_config(self.config_path)
+            config = (self.load or load_lb_config)(self.config_path)
         except ConfigError as exc:
             for problem in exc.problems:
                 say(f"reload: {problem}")
@@ -249,8 +252,13 @@ def say(message: str) -> None:
     print(f"corral lb: {message}", file=sys.stderr, flush=True)
 
 
-def run(config: LbConfig, config_path: Path | None = None) -> int:
-    """Run the load balancer until SIGTERM/SIGINT; returns the exit status."""
+def run(
+    config: LbConfig,
+    config_path: Path | None = None,
+    load: Callable[[Path], LbConfig] | None = None,
+) -> int:
+    """Run the load balancer until SIGTERM/SIGINT; returns the exit status. A reload (SIGHUP)
+    reads `config_path` again with `load` (default: as a `corral lb` file)."""
     if config.worker_rlimit_nofile:
         import resource
 
@@ -260,4 +268,4 @@ def run(config: LbConfig, config_path: Path | None = None) -> int:
             resource.setrlimit(resource.RLIMIT_NOFILE, (limit, max(hard, limit)))
         except (ValueError, OSError) as exc:
             say(f"cannot raise the open-files limit to {limit} (now {soft}/{hard}): {exc}")
-    return Master(config, config_path).run()
+    return Master(config, config_path, load=load).run()

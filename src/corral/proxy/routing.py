@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from corral.config.lb import Server
 from corral.proxy.forwarding import forwarded_constants
+from corral.proxy.response_headers import ResponseHeaders, response_headers
 from corral.proxy.upstream import UpstreamPool
 
 
@@ -22,6 +23,7 @@ class ServerRoute:
     redirect_uses_uri: bool
     read_timeout: float
     send_timeout: float
+    response_headers: ResponseHeaders | None = None  # None: responses pass unchanged
     listener_lines: bytes = field(init=False)
     default_host: bytes = field(init=False)
 
@@ -56,6 +58,7 @@ def build_route(server: Server, pools: dict[str, UpstreamPool]) -> ServerRoute:
         redirect_uses_uri=uses_uri,
         read_timeout=server.read_timeout,
         send_timeout=server.send_timeout,
+        response_headers=response_headers(server),
     )
 
 

@@ -1,5 +1,10 @@
 """TLS contexts for listeners: certificate chains chosen by SNI, TLS 1.2 minimum, modern
-ciphers, ALPN."""
+ciphers, the configured key-exchange groups (X25519 first by default), ALPN.
+
+The groups of a handshake are those of the listener's first (default) context: OpenSSL keeps
+the groups of the context a connection started with when the SNI callback switches it to
+another certificate's context, which is why `corral lb --check` requires one `tls.groups` per
+listener."""
 
 from __future__ import annotations
 
@@ -7,8 +12,9 @@ import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from corral.config.lb import Tls
+from corral.config.lb import DEFAULT_TLS_GROUPS, Tls
 from corral.pki import load_certificates, matches_hostname
+from corral.proxy.tls_groups import GroupsUnavailable, set_groups
 
 # Mozilla's "intermediate" TLS 1.2 suites (forward secrecy + AEAD only); TLS 1.3 suites are fixed.
 TLS12_CIPHERS = (
@@ -25,16 +31,21 @@ class _Candidate:
     certificate: object  # x509.Certificate, for name matching
 
 
-def _context(cert: str, key: str, protocols: Sequence[str], alpn: Sequence[str]) -> ssl.SSLContext:
+def _context(cert: str, key: str, tls: Tls) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    versions = sorted(_VERSIONS[p] for p in protocols)
+    versions = sorted(_VERSIONS[p] for p in tls.protocols)
     context.minimum_version = versions[0]
     context.maximum_version = versions[-1]
     context.set_ciphers(TLS12_CIPHERS)
     context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
-    context.set_ecdh_curve("prime256v1")
+    try:
+        set_groups(context, tls.groups)
+    except GroupsUnavailable:
+        if tls.groups != list(DEFAULT_TLS_GROUPS):
+            raise
+        # this Python cannot set the list: OpenSSL's own default (X25519 first as well) stays
     context.load_cert_chain(cert, key)
-    context.set_alpn_protocols(list(alpn))
+    context.set_alpn_protocols(list(tls.alpn))
     return context
 
 
@@ -45,9 +56,7 @@ def build_server_context(configs: Sequence[Tls]) -> ssl.SSLContext:
     for tls in configs:
         for item in tls.certificates:
             leaf = load_certificates(item.cert)[0]
-            candidates.append(
-                _Candidate(_context(item.cert, item.key, tls.protocols, tls.alpn), leaf)
-            )
+            candidates.append(_Candidate(_context(item.cert, item.key, tls), leaf))
     default = candidates[0].context
     if len(candidates) > 1:
         by_name: dict[str, ssl.SSLContext] = {}

@@ -1,4 +1,4 @@
-"""API audit log: one JSON line per API request (DESIGN.md, "API audit log").
+"""API audit log: one JSON line per API request, with the fields of Rancher's API audit log.
 
 `AuditMiddleware` is a pure ASGI middleware that watches messages go by, copies at most
 `BODY_LIMIT` bytes of each body (marking truncation) and never holds a message back, so streaming

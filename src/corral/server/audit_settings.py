@@ -1,4 +1,4 @@
-"""API audit log settings: `AUDIT_LEVEL` and `AUDIT_LOG_*` (the same names as the seeds)."""
+"""API audit log settings: `AUDIT_LEVEL` and `AUDIT_LOG_*` (the same names as Rancher's)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def _range_error(name: str, value: object) -> ValueError:
 
 @dataclass(frozen=True)
 class AuditSettings:
-    """How the API audit log behaves; the defaults are the seeds' (level 0 = off)."""
+    """How the API audit log behaves; the defaults are Rancher's (level 0 = off)."""
 
     level: int = LEVEL_OFF
     path: Path = DEFAULT_AUDIT_LOG_PATH
@@ -77,7 +77,7 @@ class AuditSettings:
 
 
 def resolve_log_path(text: str) -> Path:
-    """The log file for an `AUDIT_LOG_PATH` value: a value ending in `/` (the seeds' docs show
+    """The log file for an `AUDIT_LOG_PATH` value: a value ending in `/` (Rancher's docs show
     `AUDIT_LOG_PATH=/my/custom/path/`) or naming an existing directory gets the default name."""
     path = Path(text)
     if text.endswith("/") or path.is_dir():

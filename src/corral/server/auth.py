@@ -1,33 +1,32 @@
 """Authentication of every request: Bearer / Basic / `R_SESS` cookie → Principal.
 
 `AuthMiddleware` only identifies the caller; routes that need a login answer 401 themselves
-(`corral.server.api.http.require_principal`). It also sets `scope["state"]["user"]` for the
-audit log: `{"name": <username>, "group": [...]}` (the anonymous user when nobody logged in).
+(`corral.server.api.http.require_principal`), or 503 when the store could not be asked about the
+presented token (routes that need no login still answer). It also sets `scope["state"]["user"]`
+for the audit log: `{"name": <username>, "group": [...]}` (the anonymous user when nobody
+logged in).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import logging
 import os
 from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from corral.server.api.errors import Conflict
-from corral.server.auth_secrets import new_password
-from corral.server.auth_users import Accounts, Principal
 from corral.server.context import ServerContext
-
-log = logging.getLogger(__name__)
+from corral.server.domain.credentials import new_password
+from corral.server.domain.tokens import Principal
+from corral.store.base import StoreError
 
 SESSION_COOKIE = "R_SESS"
 BOOTSTRAP_PASSWORD_ENV = "CORRAL_BOOTSTRAP_PASSWORD"
-ADMIN_USERNAME = "admin"
 PRINCIPAL_STATE_KEY = "corral.principal"
 AUTH_ERROR_STATE_KEY = "corral.auth_error"
+STORE_ERROR_STATE_KEY = "corral.auth_store_error"
 ANONYMOUS_USER: dict[str, Any] = {"name": "system:anonymous", "group": ["system:unauthenticated"]}
 
 
@@ -76,13 +75,18 @@ def auth_error_of(scope: Scope) -> str | None:
     return error if isinstance(error, str) else None
 
 
+def store_error_of(scope: Scope) -> StoreError | None:
+    """The store's error when the presented credentials could not be checked."""
+    error = scope.get("state", {}).get(STORE_ERROR_STATE_KEY)
+    return error if isinstance(error, StoreError) else None
+
+
 class AuthMiddleware:
     """Pure ASGI middleware: identifies the caller of HTTP and WebSocket requests."""
 
     def __init__(self, app: ASGIApp, ctx: ServerContext) -> None:
         self.app = app
         self.ctx = ctx
-        self.accounts = Accounts(ctx.store)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -92,39 +96,35 @@ class AuthMiddleware:
         token = token_from_headers(scope.get("headers", []))
         principal: Principal | None = None
         error: str | None = None
+        store_error: StoreError | None = None
         if token is not None:
-            result = await self.accounts.authenticate(token)
-            if isinstance(result, Principal):
-                principal = result
+            try:
+                result = await self.ctx.tokens.authenticate(token)
+            except StoreError as exc:
+                store_error = exc
+                error = "the store could not be asked about the token"
             else:
-                error = result
+                if isinstance(result, Principal):
+                    principal = result
+                else:
+                    error = result
         state["user"] = principal.audit_user() if principal else dict(ANONYMOUS_USER)
         state[PRINCIPAL_STATE_KEY] = principal
         state[AUTH_ERROR_STATE_KEY] = error
+        state[STORE_ERROR_STATE_KEY] = store_error
         await self.app(scope, receive, send)
 
 
 async def bootstrap_admin(ctx: ServerContext) -> str | None:
     """Create the `admin` user on first start and return its password so the CLI can print it
-    once; None when an admin already exists.
+    once; None when an admin was bootstrapped before, by this server or by another one sharing
+    the store (`Users.bootstrap_admin` decides that in one transaction, so of several servers
+    starting together exactly one creates the user and prints the password).
 
     The password comes from CORRAL_BOOTSTRAP_PASSWORD (then mustChangePassword is false) or is
     generated (mustChangePassword true); it is returned in both cases.
     """
-    accounts = Accounts(ctx.store)
-    if await accounts.user_by_username(ADMIN_USERNAME) is not None:
-        return None
     given = os.environ.get(BOOTSTRAP_PASSWORD_ENV, "")
     password = given or new_password()
-    try:
-        await accounts.create_user(
-            username=ADMIN_USERNAME,
-            password=password,
-            name="Default Admin",
-            admin=True,
-            must_change_password=not given,
-        )
-    except Conflict:  # another server process bootstrapped it first
-        return None
-    log.info("created the bootstrap user %r", ADMIN_USERNAME)
-    return password
+    user = await ctx.users.bootstrap_admin(password, must_change_password=not given)
+    return None if user is None else password

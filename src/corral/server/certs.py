@@ -9,7 +9,9 @@ TLS directory (`--tls-dir`, like Rancher's /etc/rancher/ssl) may hold `cert.pem`
 * no `cert.pem`/`key.pem`: the HTTPS listener uses a serving certificate from a CA the server
   generates (`corral-ca@<unix time>`, 10 years), kept under `<data-dir>/tls/`. The `cacerts`
   setting then holds `cacerts.pem` when given (TLS terminated elsewhere with that CA), nothing with
-  `--no-cacerts` (a recognised CA elsewhere), else the generated CA.
+  `--no-cacerts` (a recognised CA elsewhere), else the generated CA. With etcd (HA) the CA lives
+  in the store, shared by every server (corral.server.shared_ca); each server still issues and
+  keeps its own serving certificate under `<data-dir>/tls/`.
 
 Serving certificates live 365 days and are reissued when fewer than 30 days remain (checked at
 start and daily), when the host gains a name or address, or when a client's SNI names the
@@ -139,7 +141,8 @@ def new_server_context() -> ssl.SSLContext:
     return context
 
 
-def _days_left(cert: x509.Certificate, now: datetime) -> float:
+def days_left(cert: x509.Certificate, now: datetime) -> float:
+    """Days until `cert` expires (fractional; negative once expired)."""
     return (cert.not_valid_after_utc - now).total_seconds() / 86400
 
 
@@ -175,7 +178,7 @@ class ProvidedCertificate:
             "source": "provided",
             "subject": pki.describe(leaf),
             "not_after": leaf.not_valid_after_utc.isoformat(),
-            "days_left": int(_days_left(leaf, datetime.now(UTC))),
+            "days_left": int(days_left(leaf, datetime.now(UTC))),
         }
 
 
@@ -204,14 +207,25 @@ def _write_private(path: Path, data: bytes) -> None:
 
 
 class GeneratedCertificates:
-    """The server's own CA and the serving certificate it issues, persisted in `directory`."""
+    """The server's own CA (or, with `shared_ca`, the CA every server of an HA install shares
+    through the store) and the serving certificate it issues, persisted in `directory`.
 
-    def __init__(self, directory: Path, *, server_url: Callable[[], str]) -> None:
+    With `shared_ca` nothing of the CA is written to `directory` and `check()` never replaces
+    the CA: the leader does (corral.server.shared_ca), and `use_ca()` applies a new one."""
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        server_url: Callable[[], str],
+        shared_ca: tuple[x509.Certificate, pki.PrivateKey] | None = None,
+    ) -> None:
         self.directory = directory
         self._server_url = server_url  # the current server-url setting
         self._covered: set[str] = set()  # names known to be covered by `serving`
+        self.shared = shared_ca is not None
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.ca_cert, self.ca_key = self._load_or_create_ca()
+        self.ca_cert, self.ca_key = shared_ca or self._load_or_create_ca()
         self.learned: list[str] = self._load_learned()
         self.serving: x509.Certificate | None = None
         self.ssl_context = new_server_context()
@@ -228,7 +242,7 @@ class GeneratedCertificates:
                 cert = pki.load_certificates(cert_path)[0]
                 key = pki.load_private_key(key_path)
                 pki.check_key_matches(cert, key, str(cert_path), key_source=str(key_path))
-                if _days_left(cert, datetime.now(UTC)) > RENEW_BEFORE.days:
+                if days_left(cert, datetime.now(UTC)) > RENEW_BEFORE.days:
                     return cert, key
                 log.warning("the generated CA in %s expires soon: creating a new CA", cert_path)
             except pki.PkiError as exc:
@@ -293,9 +307,18 @@ class GeneratedCertificates:
         missing = [name for name in [*dns, *ips] if not pki.matches_hostname(self.serving, name)]
         return f"it does not cover {', '.join(missing)}" if missing else ""
 
+    def use_ca(self, cert: x509.Certificate, key: pki.PrivateKey) -> bool:
+        """Serve from a new shared CA (another server renewed it); True when it changed."""
+        if cert == self.ca_cert:
+            return False
+        self.ca_cert, self.ca_key = cert, key
+        self._issue(f"the shared CA is now {pki.describe(cert)}")
+        return True
+
     def check(self) -> bool:
         """Reissue the serving certificate when missing, expiring or short of a name."""
-        if _days_left(self.ca_cert, datetime.now(UTC)) <= RENEW_BEFORE.days:
+        expiring = days_left(self.ca_cert, datetime.now(UTC)) <= RENEW_BEFORE.days
+        if expiring and not self.shared:
             self.ca_cert, self.ca_key = self._load_or_create_ca()
             self.serving = None
         reason = self._needs_reissue(datetime.now(UTC))
@@ -358,11 +381,11 @@ class GeneratedCertificates:
     def status(self) -> dict[str, Any]:
         serving = self.serving
         facts: dict[str, Any] = {
-            "source": "generated",
+            "source": "generated-shared" if self.shared else "generated",
             "ca": pki.describe(self.ca_cert),
             "ca_fingerprint": pki.fingerprint_sha256(self.ca_cert),
         }
         if serving is not None:
             facts["not_after"] = serving.not_valid_after_utc.isoformat()
-            facts["days_left"] = int(_days_left(serving, datetime.now(UTC)))
+            facts["days_left"] = int(days_left(serving, datetime.now(UTC)))
         return facts

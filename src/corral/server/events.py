@@ -8,7 +8,9 @@ Messages (JSON text frames):
 Query: `resourceTypes=T` (repeatable) filters by type; `revision=R` resumes after revision R
 (the `revision` of the last event processed, or of a collection listing): every later event
 is sent exactly once. A revision the store has compacted gets a `resource.error` with status
-410 and close code 4410: list again, then subscribe with the listing's revision.
+410 and close code 4410: list again, then subscribe with the listing's revision. A store that
+cannot be reached gets a `resource.error` with status 503 and close code 4503: subscribe again
+later with the revision of the last event processed.
 """
 
 from __future__ import annotations
@@ -26,19 +28,21 @@ from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from corral.server.api.envelope import Links, error_body
-from corral.server.api.errors import APIError, InvalidQuery
+from corral.server.api.errors import APIError, InvalidQuery, to_api_error
 from corral.server.api.http import links_for
-from corral.server.api.records import KEY_ROOT, Record, decode, split_key
 from corral.server.api.ws import deny, handshake_principal
-from corral.server.auth_users import TOKENS, USERS, Accounts, Principal
-from corral.store.base import Compacted, Event, Store
+from corral.server.domain.records import KEY_ROOT, TOKENS, USERS, Record, decode, split_key
+from corral.server.domain.tokens import Principal, Tokens
+from corral.store.base import Compacted, Event, Store, StoreError
 
 log = logging.getLogger(__name__)
 
 PING_SECONDS = float(os.environ.get("CORRAL_SUBSCRIBE_PING_SECONDS", "5"))
 CLOSE_COMPACTED = 4410  # application close code: resume revision is compacted
 CLOSE_UNAUTHORIZED = 4401  # application close code: the token stopped being valid
+CLOSE_UNAVAILABLE = 4503  # application close code: the store cannot be reached
 CLOSE_POLICY = 1008
+
 
 class LoginEnded(Exception):
     """The subscriber's own token or user went away while subscribed."""
@@ -99,13 +103,13 @@ class Subscription:
         principal: Principal,
         kinds: dict[str, EventKind],
         wanted_types: set[str],
-        accounts: Accounts,
+        tokens: Tokens,
     ) -> None:
         self.websocket = websocket
         self.principal = principal
         self.kinds = kinds
         self.wanted_types = wanted_types  # empty: every type
-        self.accounts = accounts
+        self.tokens = tokens
         self.links = links_for(websocket)
         self.send_lock = asyncio.Lock()
 
@@ -134,6 +138,14 @@ class Subscription:
                 401, "Unauthorized", "the token was deleted or its user removed or disabled",
                 CLOSE_UNAUTHORIZED,
             )
+        except StoreError as exc:
+            await self.close_store_error(exc)
+
+    async def close_store_error(self, error: StoreError) -> None:
+        """Tell the subscriber the store failed (503), then close with 4503."""
+        answer = to_api_error(error)
+        await self.close_with_error(answer.status, answer.code, answer.message,
+                                    CLOSE_UNAVAILABLE)
 
     async def _forward(self, event: Event) -> None:
         parts = split_key(event.kv.key)
@@ -160,7 +172,12 @@ class Subscription:
         """A ping every PING_SECONDS; close when the caller's token stops being valid."""
         while True:
             await asyncio.sleep(PING_SECONDS)
-            if not await self.accounts.still_valid(self.principal):
+            try:
+                valid = await self.tokens.still_valid(self.principal)
+            except StoreError as exc:
+                await self.close_store_error(exc)
+                return
+            if not valid:
                 await self.close_with_error(
                     401, "Unauthorized", "the token was deleted or expired", CLOSE_UNAUTHORIZED
                 )
@@ -191,9 +208,9 @@ async def _closing(iterator: AsyncIterator[Event]) -> AsyncIterator[None]:
 class SubscribeAPI:
     """The `/v3/subscribe` WebSocket endpoint."""
 
-    def __init__(self, store: Store, accounts: Accounts, kinds: dict[str, EventKind]) -> None:
+    def __init__(self, store: Store, tokens: Tokens, kinds: dict[str, EventKind]) -> None:
         self.store = store
-        self.accounts = accounts
+        self.tokens = tokens
         self.kinds = kinds
         self.types = {k.resource_type: k for k in kinds.values()}
 
@@ -216,7 +233,7 @@ class SubscribeAPI:
             await deny(websocket, error)
             return
         await websocket.accept()
-        subscription = Subscription(websocket, principal, self.kinds, set(wanted), self.accounts)
+        subscription = Subscription(websocket, principal, self.kinds, set(wanted), self.tokens)
         start = revision + 1 if revision is not None else None
         tasks = [
             asyncio.create_task(subscription.pump_events(self.store, start)),

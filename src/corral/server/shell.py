@@ -38,8 +38,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from corral.server.api.errors import APIError, BadRequest
 from corral.server.api.ws import deny, handshake_principal
-from corral.server.auth_users import Principal
 from corral.server.context import ServerContext
+from corral.server.domain.tokens import Principal
 
 log = logging.getLogger(__name__)
 

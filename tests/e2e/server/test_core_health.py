@@ -36,7 +36,8 @@ def test_healthz_verbose_lists_every_check(shared_corral_server: CorralServer) -
     assert got.status == 200
     lines = got.body.splitlines()
     assert lines[0] == "[+]ping ok"
-    assert re.fullmatch(r"\[\+\]store ok: revision=\d+", lines[1])
+    assert re.fullmatch(r"\[\+\]store ok: backend=sqlite endpoint=sqlite:///\S+/store\.db "
+                        r"revision=\d+", lines[1])
     assert lines[2] == "[+]audit-log ok: level=0 (off)"
     assert re.fullmatch(r"\[\+\]certificates ok: source=generated days_left=36[45] "
                         r"ca_fingerprint=([0-9A-F]{2}:){31}[0-9A-F]{2}", lines[3])

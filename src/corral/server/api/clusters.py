@@ -1,11 +1,11 @@
 """`/v3/clusters` and `/v3/clusterregistrationtokens`: admins create, update and delete
-clusters; each new cluster gets a registration token whose resource carries the command an
-operator runs on a node to register it (Rancher's agent command line)."""
+clusters (corral.server.domain.clusters); each new cluster gets a registration token whose
+resource carries the command an operator runs on a node to register it (Rancher's agent command
+line)."""
 
 from __future__ import annotations
 
 import hashlib
-import secrets
 from typing import Any
 
 from starlette.requests import Request
@@ -14,7 +14,6 @@ from starlette.routing import BaseRoute, Route
 
 from corral import __version__
 from corral.server.api.envelope import Links, resource_links
-from corral.server.api.errors import InvalidBodyContent, NotFound
 from corral.server.api.http import (
     ApiEndpoint,
     collection_response,
@@ -25,29 +24,19 @@ from corral.server.api.http import (
     require_principal,
     validate,
 )
-from corral.server.api.records import Record, Records
 from corral.server.api.schemas import ClusterCreate, ClusterUpdate, RegistrationTokenCreate
-from corral.server.api.settings import REGISTRY_SETTING, SERVER_URL_SETTING, Settings
-from corral.server.auth_secrets import new_id
-from corral.server.auth_users import Principal, iso_time, now_ms
-from corral.store.base import Store
+from corral.server.domain.clusters import Clusters
+from corral.server.domain.records import CLUSTERS, REGISTRATION_TOKENS, Record
+from corral.server.domain.settings import REGISTRY_SETTING, Settings
+from corral.server.domain.tokens import Principal
 
-CLUSTERS = "clusters"
-TOKENS = "clusterregistrationtokens"
+TOKENS = REGISTRATION_TOKENS
 CLUSTER_TYPE = "cluster"
 TOKEN_TYPE = "clusterRegistrationToken"
-DEFAULT_TOKEN_NAME = "default-token"
 AGENT_IMAGE = "rancher/rancher-agent"
-TOKEN_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
-TOKEN_LENGTH = 54  # Rancher's registration-token length
 CLUSTER_OUTPUT_ONLY = frozenset(
     {"id", "type", "links", "actions", "created", "state", "transitioningMessage"}
 )
-
-
-def new_registration_token() -> str:
-    """A fresh registration token (54 characters, ~257 bits)."""
-    return "".join(secrets.choice(TOKEN_ALPHABET) for _ in range(TOKEN_LENGTH))
 
 
 def agent_command(*, server_url: str, token: str, cacerts_pem: str, registry: str) -> str:
@@ -86,32 +75,22 @@ def render_cluster(record: Record, links: Links, principal: Principal | None) ->
     }
 
 
-class Clusters:
-    """Clusters and their registration tokens in the store."""
+class RegistrationTokenView:
+    """Renders registration tokens with the command lines, from the followed settings."""
 
-    def __init__(self, store: Store, settings: Settings) -> None:
-        self.clusters = Records(store, CLUSTERS)
-        self.tokens = Records(store, TOKENS)
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    async def add_token(self, cluster_id: str, name: str | None = None) -> Record:
-        """A new registration token for the cluster (`<cluster>:default-token` for the first)."""
-        data = {"clusterId": cluster_id, "token": new_registration_token(),
-                "created": iso_time(now_ms())}
-        if name:
-            return await self.tokens.create(f"{cluster_id}:{name}", data)
-        return await self.tokens.create_with_new_id(lambda: f"{cluster_id}:{new_id('crt')}", data)
-
-    async def render_token(self, record: Record, links: Links,
-                           principal: Principal | None) -> dict[str, Any]:
+    async def render(self, record: Record, links: Links,
+                     principal: Principal | None) -> dict[str, Any]:
         """The public form of a registration token with its command lines."""
-        server_url = await self.settings.value(SERVER_URL_SETTING) or links.base
+        server_url = await self.settings.server_url() or links.base
         registry = await self.settings.value(REGISTRY_SETTING)
         token = str(record.data.get("token", ""))
         command = agent_command(
             server_url=server_url,
             token=token,
-            cacerts_pem=self.settings.ctx.cacerts_pem,
+            cacerts_pem=self.settings.defaults.cacerts_pem,
             registry=registry,
         )
         admin = bool(principal and principal.admin)
@@ -131,8 +110,9 @@ class Clusters:
 class ClustersAPI:
     """Handlers of clusters and registration tokens."""
 
-    def __init__(self, clusters: Clusters) -> None:
+    def __init__(self, clusters: Clusters, view: RegistrationTokenView) -> None:
         self.clusters = clusters
+        self.view = view
 
     def routes(self) -> list[BaseRoute]:
         """`/v3/clusters[/{id}]` and `/v3/clusterregistrationtokens[/{id}]`."""
@@ -162,16 +142,10 @@ class ClustersAPI:
             ),
         ]
 
-    async def _cluster(self, cluster_id: str) -> Record:
-        record = await self.clusters.clusters.get(cluster_id)
-        if record is None:
-            raise NotFound(f"cluster {cluster_id!r} not found")
-        return record
-
     async def list(self, request: Request) -> Response:
         """Every cluster (login required)."""
         principal = require_principal(request)
-        records, revision = await self.clusters.clusters.list()
+        records, revision = await self.clusters.list_clusters()
         links = links_for(request)
         return collection_response(
             request,
@@ -186,15 +160,13 @@ class ClustersAPI:
         """Create a cluster and its default registration token (admin)."""
         principal = require_admin(request)
         body = validate(ClusterCreate, await read_json(request), CLUSTER_OUTPUT_ONLY)
-        data = {**body.model_dump(), "created": iso_time(now_ms())}
-        record = await self.clusters.clusters.create_with_new_id(lambda: new_id("c"), data)
-        await self.clusters.add_token(record.id, DEFAULT_TOKEN_NAME)
+        record = await self.clusters.create(body.model_dump())
         return json_response(render_cluster(record, links_for(request), principal), 201)
 
     async def get(self, request: Request) -> Response:
         """One cluster (login required)."""
         principal = require_principal(request)
-        record = await self._cluster(request.path_params["id"])
+        record = await self.clusters.require(request.path_params["id"])
         return json_response(render_cluster(record, links_for(request), principal))
 
     async def update(self, request: Request) -> Response:
@@ -207,28 +179,22 @@ class ClustersAPI:
             data.update(changes)
             return data
 
-        record = await self.clusters.clusters.update(request.path_params["id"], change)
-        if record is None:
-            raise NotFound(f"cluster {request.path_params['id']!r} not found")
+        record = await self.clusters.update(request.path_params["id"], change)
         return json_response(render_cluster(record, links_for(request), principal))
 
     async def delete(self, request: Request) -> Response:
         """Delete a cluster and its registration tokens (admin)."""
         principal = require_admin(request)
-        record = await self._cluster(request.path_params["id"])
-        await self.clusters.clusters.delete(record)
-        tokens, _ = await self.clusters.tokens.list()
-        for token in tokens:
-            if token.data.get("clusterId") == record.id:
-                await self.clusters.tokens.delete_id(token.id)
+        record = await self.clusters.require(request.path_params["id"])
+        await self.clusters.delete(record)
         return json_response(render_cluster(record, links_for(request), principal))
 
     async def list_tokens(self, request: Request) -> Response:
         """Registration tokens (admin); filter with `?clusterId=`."""
         principal = require_admin(request)
-        records, revision = await self.clusters.tokens.list()
+        records, revision = await self.clusters.list_tokens()
         links = links_for(request)
-        items = [await self.clusters.render_token(r, links, principal) for r in records]
+        items = [await self.view.render(r, links, principal) for r in records]
         return collection_response(
             request,
             resource_type=TOKEN_TYPE,
@@ -242,29 +208,21 @@ class ClustersAPI:
         """An extra registration token for an existing cluster (admin)."""
         principal = require_admin(request)
         body = validate(RegistrationTokenCreate, await read_json(request), frozenset())
-        if await self.clusters.clusters.get(body.clusterId) is None:
-            raise InvalidBodyContent(f"field 'clusterId': cluster {body.clusterId!r} not found")
         record = await self.clusters.add_token(body.clusterId)
-        rendered = await self.clusters.render_token(record, links_for(request), principal)
+        rendered = await self.view.render(record, links_for(request), principal)
         return json_response(rendered, 201)
-
-    async def _token(self, request: Request) -> Record:
-        record = await self.clusters.tokens.get(request.path_params["id"])
-        if record is None:
-            raise NotFound(f"cluster registration token {request.path_params['id']!r} not found")
-        return record
 
     async def get_token(self, request: Request) -> Response:
         """One registration token (admin)."""
         principal = require_admin(request)
-        record = await self._token(request)
-        rendered = await self.clusters.render_token(record, links_for(request), principal)
+        record = await self.clusters.require_token(request.path_params["id"])
+        rendered = await self.view.render(record, links_for(request), principal)
         return json_response(rendered)
 
     async def delete_token(self, request: Request) -> Response:
         """Revoke a registration token (admin)."""
         principal = require_admin(request)
-        record = await self._token(request)
-        await self.clusters.tokens.delete(record)
-        rendered = await self.clusters.render_token(record, links_for(request), principal)
+        record = await self.clusters.require_token(request.path_params["id"])
+        await self.clusters.delete_token(record)
+        rendered = await self.view.render(record, links_for(request), principal)
         return json_response(rendered)

@@ -1,10 +1,18 @@
-"""API errors that carry their wire answer (status + code), rendered as the error envelope."""
+"""API errors that carry their wire answer (status + code), rendered as the error envelope,
+and `to_api_error`: the one place where the domain's and the store's errors become wire answers
+(a store that cannot be reached is a 503 naming it, never a 500 traceback)."""
 
 from __future__ import annotations
 
 from starlette.responses import JSONResponse
 
 from corral.server.api.envelope import error_body
+from corral.server.domain import errors as domain
+from corral.store import StoreClosed
+from corral.store.base import CompareFailed, StoreError
+
+#: Seconds a client should wait before retrying after a 503 (the `Retry-After` header).
+RETRY_AFTER_SECONDS = 1
 
 
 class APIError(Exception):
@@ -95,3 +103,52 @@ class InvalidQuery(APIError):
 
     status = 422
     code = "InvalidFormat"
+
+
+class ServiceUnavailable(APIError):
+    """The store cannot be reached (or the server is stopping): nothing was done; try again."""
+
+    status = 503
+    code = "ServiceUnavailable"
+
+
+#: What `to_api_error` translates; anything else is a bug and stays a 500.
+TRANSLATED = (APIError, domain.DomainError, StoreError)
+
+_DOMAIN_ANSWERS: tuple[tuple[type[domain.DomainError], type[APIError]], ...] = (
+    (domain.NotFound, NotFound),
+    (domain.AlreadyExists, Conflict),
+    (domain.ChangedConcurrently, Conflict),
+    (domain.Invalid, InvalidBodyContent),
+    (domain.ReadOnly, Forbidden),
+)
+
+
+def store_unavailable_message(error: StoreError) -> str:
+    """`the store (…) is unavailable: …; try again` from the store's own message."""
+    message = str(error).strip() or type(error).__name__
+    if not message.startswith("the store"):
+        message = f"the store is unavailable: {message}"
+    return message if "try again" in message else f"{message}; try again"
+
+
+def to_api_error(error: Exception) -> APIError:
+    """The wire answer of an error from a handler: APIErrors as they are, the domain's errors
+    by class, the store's as 503 (a lost compare that escaped the domain as 409)."""
+    if isinstance(error, APIError):
+        return error
+    if isinstance(error, domain.DomainError):
+        for domain_class, api_class in _DOMAIN_ANSWERS:
+            if isinstance(error, domain_class):
+                return api_class(error.message)
+        return InvalidBodyContent(error.message)
+    if isinstance(error, CompareFailed):
+        return Conflict(f"the resource changed while it was written ({error}); read it again "
+                        "and retry")
+    retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    if isinstance(error, StoreClosed):
+        return ServiceUnavailable("the store is closed (the server is stopping); try again",
+                                  headers=retry)
+    if isinstance(error, StoreError):  # StoreUnavailable, LeaseNotFound, …
+        return ServiceUnavailable(store_unavailable_message(error), headers=retry)
+    raise TypeError(f"no wire answer for {type(error).__name__}") from error

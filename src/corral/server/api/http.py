@@ -1,4 +1,5 @@
-"""Request plumbing shared by every v3 endpoint: method dispatch, the error envelope, who is
+"""Request plumbing shared by every v3 endpoint: method dispatch, the error envelope (the
+domain's and the store's errors translated by `corral.server.api.errors.to_api_error`), who is
 calling, JSON bodies validated by pydantic models, links for this request."""
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from corral.server.api.envelope import (
     parse_limit,
 )
 from corral.server.api.errors import (
+    TRANSLATED,
     APIError,
     Forbidden,
     InvalidAction,
@@ -29,9 +31,10 @@ from corral.server.api.errors import (
     MethodNotAllowed,
     MissingRequired,
     Unauthorized,
+    to_api_error,
 )
-from corral.server.auth import auth_error_of, principal_of
-from corral.server.auth_users import Principal
+from corral.server.auth import auth_error_of, principal_of, store_error_of
+from corral.server.domain.tokens import Principal
 
 Handler = Callable[[Request], Awaitable[Response]]
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -39,8 +42,9 @@ MAX_BODY_BYTES = 1024 * 1024
 
 
 class ApiEndpoint:
-    """An ASGI endpoint that dispatches on the method (HEAD → GET) and renders APIError as
-    the error envelope; any other method is a 405 in the same envelope."""
+    """An ASGI endpoint that dispatches on the method (HEAD → GET) and renders APIError, the
+    domain's errors and the store's as the error envelope; any other method is a 405 in the
+    same envelope."""
 
     def __init__(
         self,
@@ -63,8 +67,8 @@ class ApiEndpoint:
                     headers={"Allow": allowed},
                 )
             response = await handler(request)
-        except APIError as error:
-            response = error.response()
+        except TRANSLATED as error:
+            response = to_api_error(error).response()
         await response(scope, receive, send)
 
 
@@ -75,7 +79,11 @@ def links_for(conn: HTTPConnection) -> Links:
 
 
 def require_principal(conn: HTTPConnection) -> Principal:
-    """The logged-in caller, or 401 (naming why presented credentials were refused)."""
+    """The logged-in caller, or 401 (naming why presented credentials were refused); 503 when
+    the store could not be asked about the presented credentials."""
+    failure = store_error_of(conn.scope)
+    if failure is not None:
+        raise to_api_error(failure)
     principal = principal_of(conn.scope)
     if principal is None:
         reason = auth_error_of(conn.scope)

@@ -25,10 +25,11 @@ from corral.server.api.http import (
     validate,
 )
 from corral.server.api.schemas import LoginInput
-from corral.server.api.settings import SESSION_TTL_SETTING, Settings
 from corral.server.api.tokens import render_token
 from corral.server.auth import SESSION_COOKIE
-from corral.server.auth_users import Accounts, Principal
+from corral.server.domain.settings import SESSION_TTL_SETTING, Settings
+from corral.server.domain.tokens import Tokens, principal_for
+from corral.server.domain.users import Users
 
 PROVIDERS = "localProviders"
 LOGIN_FAILED = "invalid username or password"
@@ -56,8 +57,9 @@ def session_ttl_ms(requested_ms: int, session_minutes: int) -> int:
 class LoginAPI:
     """Handlers of the public login endpoints."""
 
-    def __init__(self, accounts: Accounts, settings: Settings) -> None:
-        self.accounts = accounts
+    def __init__(self, users: Users, tokens: Tokens, settings: Settings) -> None:
+        self.users = users
+        self.tokens = tokens
         self.settings = settings
 
     def routes(self) -> list[BaseRoute]:
@@ -95,21 +97,15 @@ class LoginAPI:
         if action_of(request, ("login",)) != "login":
             raise InvalidAction("POST here needs ?action=login")
         body = validate(LoginInput, await read_json(request), frozenset())
-        user = await self.accounts.check_password(body.username, body.password)
+        user = await self.users.check_password(body.username, body.password)
         if user is None:
             raise Unauthorized(LOGIN_FAILED)
         minutes = int(await self.settings.value(SESSION_TTL_SETTING))
         ttl = session_ttl_ms(body.ttl, minutes)
-        record, full_token = await self.accounts.issue_token(
+        record, full_token = await self.tokens.issue(
             user.id, ttl_ms=ttl, description=body.description, kind="session"
         )
-        principal = Principal(
-            user_id=user.id,
-            username=str(user.data.get("username", "")),
-            admin=bool(user.data.get("admin", False)),
-            token_id=record.id,
-        )
-        rendered = render_token(record, links_for(request), principal)
+        rendered = render_token(record, links_for(request), principal_for(user, record.id))
         if body.responseType == "cookie":
             response = json_response(rendered, 200)
             response.set_cookie(

@@ -1,6 +1,8 @@
-"""`/v3/nodes` (read-only): the nodes of this server's cluster and their health. A single-node
-server has one node, the local host, with its names, addresses and a health check of the
-store, the data directory's disk and memory (Kubernetes-style conditions)."""
+"""`/v3/nodes` (read-only): the nodes of this server's cluster and their health. In an HA
+install every node its supervisor registered in the store (corral.server.domain.nodes), with the
+heartbeat and the health of its services; a single-node server (no node records) has one node,
+the local host, with its names, addresses and a health check of the store, the data directory's
+disk and memory (Kubernetes-style conditions)."""
 
 from __future__ import annotations
 
@@ -29,6 +31,9 @@ from corral.server.api.http import (
     require_principal,
 )
 from corral.server.context import ServerContext
+from corral.server.domain.clock import iso_time, now_ms
+from corral.server.domain.nodes import NODE_GRACE_PERIOD_S, NodeRecord, list_nodes
+from corral.store.base import StoreError
 
 NODES = "nodes"
 RESOURCE_TYPE = "node"
@@ -96,6 +101,41 @@ def local_node_id(hostname: str) -> str:
     return "m-" + hashlib.sha256(hostname.encode()).hexdigest()[:8]
 
 
+def record_node(record: NodeRecord, links: Links, now: int) -> dict[str, Any]:
+    """A node of an HA install as its supervisor last reported it: a `heartbeat` check (younger
+    than the grace period) and one check per service it runs."""
+    age_s = max(0.0, (now - record.heartbeat_at_ms) / 1000)
+    checks = [Check("heartbeat", age_s < NODE_GRACE_PERIOD_S,
+                    f"last heartbeat {age_s:.0f}s ago (grace period {NODE_GRACE_PERIOD_S:.0f}s)")]
+    checks += [
+        Check(name, health.healthy, health.detail or ("healthy" if health.healthy else "failing"))
+        for name, health in sorted(record.services.items())
+    ]
+    healthy = record.ready(now)
+    addresses = list(dict.fromkeys(a for a in (record.address, record.internal_address) if a))
+    return {
+        "id": record.name,
+        "type": RESOURCE_TYPE,
+        "hostname": record.hostname or record.name,
+        "nodeName": record.name,
+        "ipAddress": record.address,
+        "internalAddress": record.internal_address,
+        "addresses": addresses,
+        "roles": list(record.roles),
+        "labels": dict(record.labels),
+        "state": "active" if healthy else "unavailable",
+        "health": {
+            "healthy": healthy,
+            "checks": [{"name": c.name, "ok": c.ok, "message": c.message} for c in checks],
+        },
+        "conditions": conditions(checks),
+        "heartbeatAt": iso_time(record.heartbeat_at_ms),
+        "created": iso_time(record.created_at_ms),
+        "info": {"corralVersion": record.version},
+        "links": resource_links(links, NODES, record.name, update=False, remove=False),
+    }
+
+
 class NodesAPI:
     """Handlers of the read-only nodes collection."""
 
@@ -152,15 +192,26 @@ class NodesAPI:
             "links": resource_links(links, NODES, node_id, update=False, remove=False),
         }
 
+    async def _nodes(self, links: Links) -> list[dict[str, Any]]:
+        """The registered nodes of an HA install; else (none registered, or the store does not
+        answer, which the local node's store check then shows) the local host alone."""
+        try:
+            records, _ = await list_nodes(self.ctx.store)
+        except StoreError:
+            records = []
+        if records:
+            now = now_ms()
+            return [record_node(record, links, now) for record in records]
+        return [await self._local_node(links)]
+
     async def list(self, request: Request) -> Response:
         """The cluster's nodes (login required)."""
         require_principal(request)
-        node = await self._local_node(links_for(request))
         return collection_response(
             request,
             resource_type=RESOURCE_TYPE,
             collection=NODES,
-            items=[node],
+            items=await self._nodes(links_for(request)),
             revision=None,
             create_allowed=False,
         )
@@ -168,7 +219,7 @@ class NodesAPI:
     async def get(self, request: Request) -> Response:
         """One node (login required)."""
         require_principal(request)
-        node = await self._local_node(links_for(request))
-        if request.path_params["id"] != node["id"]:
-            raise NotFound(f"node {request.path_params['id']!r} not found")
-        return json_response(node)
+        for node in await self._nodes(links_for(request)):
+            if node["id"] == request.path_params["id"]:
+                return json_response(node)
+        raise NotFound(f"node {request.path_params['id']!r} not found")

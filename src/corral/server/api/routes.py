@@ -10,26 +10,33 @@ from starlette.routing import BaseRoute, Route
 
 from corral.server.api.clusters import (
     CLUSTER_TYPE,
-    CLUSTERS,
     TOKEN_TYPE,
-    Clusters,
     ClustersAPI,
+    RegistrationTokenView,
     render_cluster,
 )
-from corral.server.api.clusters import TOKENS as REGISTRATION_TOKENS
 from corral.server.api.envelope import Links
 from corral.server.api.errors import NotFound
 from corral.server.api.http import ApiEndpoint, json_response, links_for
+from corral.server.api.k8s import k8s_routes
 from corral.server.api.login import LoginAPI
 from corral.server.api.nodes import NodesAPI
 from corral.server.api.openapi import openapi_route
-from corral.server.api.records import Record
-from corral.server.api.settings import DEFINITIONS, SETTINGS, Settings, SettingsAPI
 from corral.server.api.settings import RESOURCE_TYPE as SETTING_TYPE
+from corral.server.api.settings import SettingsAPI, render_setting
 from corral.server.api.tokens import TokensAPI, render_token, token_visible
 from corral.server.api.users import UsersAPI, render_user, user_visible
-from corral.server.auth_users import TOKENS, USERS, Accounts, Principal
 from corral.server.context import ServerContext
+from corral.server.domain.records import (
+    CLUSTERS,
+    REGISTRATION_TOKENS,
+    SETTINGS,
+    TOKENS,
+    USERS,
+    Record,
+)
+from corral.server.domain.settings import DEFINITIONS, Settings
+from corral.server.domain.tokens import Principal
 from corral.server.events import EventKind, SubscribeAPI
 from corral.server.shell import ShellAPI
 
@@ -39,7 +46,7 @@ ROOT_COLLECTIONS = (
 )
 
 
-def event_kinds(settings: Settings, clusters: Clusters) -> dict[str, EventKind]:
+def event_kinds(settings: Settings, view: RegistrationTokenView) -> dict[str, EventKind]:
     """Store collection → how its changes appear on /v3/subscribe."""
 
     def sync(render: Any) -> Any:
@@ -48,8 +55,8 @@ def event_kinds(settings: Settings, clusters: Clusters) -> dict[str, EventKind]:
 
         return rendered
 
-    async def render_setting(record: Record, links: Links, principal: Principal) -> Any:
-        return settings.render(record.id, record, links, principal)
+    async def rendered_setting(record: Record, links: Links, principal: Principal) -> Any:
+        return render_setting(settings, record.id, record, links, principal)
 
     def everyone(principal: Principal, record: Record) -> bool:
         return True
@@ -63,10 +70,10 @@ def event_kinds(settings: Settings, clusters: Clusters) -> dict[str, EventKind]:
     return {
         USERS: EventKind(USERS, "user", sync(render_user), user_visible),
         TOKENS: EventKind(TOKENS, "token", sync(render_token), token_visible),
-        SETTINGS: EventKind(SETTINGS, SETTING_TYPE, render_setting, known_setting),
+        SETTINGS: EventKind(SETTINGS, SETTING_TYPE, rendered_setting, known_setting),
         CLUSTERS: EventKind(CLUSTERS, CLUSTER_TYPE, sync(render_cluster), everyone),
         REGISTRATION_TOKENS: EventKind(
-            REGISTRATION_TOKENS, TOKEN_TYPE, clusters.render_token, admins
+            REGISTRATION_TOKENS, TOKEN_TYPE, view.render, admins
         ),
     }
 
@@ -94,23 +101,22 @@ async def not_found(request: Request) -> Response:
 
 
 def api_routes(ctx: ServerContext) -> list[BaseRoute]:
-    """All API routes wired to one store."""
-    accounts = Accounts(ctx.store)
-    settings = Settings(ctx, ctx.store)
-    clusters = Clusters(ctx.store, settings)
-    kinds = event_kinds(settings, clusters)
+    """All API routes wired to the context's domain services."""
+    view = RegistrationTokenView(ctx.settings)
+    kinds = event_kinds(ctx.settings, view)
     routes: list[BaseRoute] = [
         Route("/v3", ApiEndpoint({"GET": api_root}), name="v3"),
-        *UsersAPI(accounts).routes(),
-        *TokensAPI(accounts).routes(),
-        *SettingsAPI(settings).routes(),
-        *ClustersAPI(clusters).routes(),
+        *UsersAPI(ctx.users).routes(),
+        *TokensAPI(ctx.tokens).routes(),
+        *SettingsAPI(ctx.settings).routes(),
+        *ClustersAPI(ctx.clusters, view).routes(),
         *NodesAPI(ctx).routes(),
-        *LoginAPI(accounts, settings).routes(),
-        *SubscribeAPI(ctx.store, accounts, kinds).routes(),
+        *LoginAPI(ctx.users, ctx.tokens, ctx.settings).routes(),
+        *SubscribeAPI(ctx.store, ctx.tokens, kinds).routes(),
         *ShellAPI(ctx).routes(),
     ]
     routes.append(openapi_route(list(routes)))
+    routes += k8s_routes(ctx)  # the Kubernetes slice kubectl reads (not in the v3 OpenAPI)
     any_method = {m: not_found for m in ("GET", "POST", "PUT", "DELETE", "PATCH")}
     routes += [
         Route("/v3/{rest:path}", ApiEndpoint(any_method), name="v3-not-found"),

@@ -21,10 +21,11 @@ from corral.server.api.http import (
     require_principal,
     validate,
 )
-from corral.server.api.records import Record
 from corral.server.api.schemas import TokenCreate
 from corral.server.auth import SESSION_COOKIE
-from corral.server.auth_users import TOKENS, Accounts, Principal, iso_time, now_ms, token_expired
+from corral.server.domain.clock import iso_time, now_ms
+from corral.server.domain.records import TOKENS, Record
+from corral.server.domain.tokens import Principal, Tokens, token_expired
 
 RESOURCE_TYPE = "token"
 OUTPUT_ONLY = frozenset({"id", "type", "links", "actions", "created", "name", "userId", "token"})
@@ -64,8 +65,8 @@ def clear_session_cookie(response: Response) -> None:
 class TokensAPI:
     """Handlers of the tokens collection and its items."""
 
-    def __init__(self, accounts: Accounts) -> None:
-        self.accounts = accounts
+    def __init__(self, tokens: Tokens) -> None:
+        self.tokens = tokens
 
     def routes(self) -> list[BaseRoute]:
         """`/v3/tokens` and `/v3/tokens/{id}`."""
@@ -86,7 +87,7 @@ class TokensAPI:
         ]
 
     async def _load(self, request: Request, principal: Principal) -> Record:
-        record = await self.accounts.tokens.get(request.path_params["id"])
+        record = await self.tokens.get(request.path_params["id"])
         if record is None or not token_visible(principal, record):
             raise NotFound(f"token {request.path_params['id']!r} not found")
         return record
@@ -94,7 +95,7 @@ class TokensAPI:
     async def list(self, request: Request) -> Response:
         """The caller's tokens."""
         principal = require_principal(request)
-        records, revision = await self.accounts.tokens.list()
+        records, revision = await self.tokens.list()
         links = links_for(request)
         items = [render_token(r, links, principal) for r in records if token_visible(principal, r)]
         return collection_response(
@@ -111,12 +112,12 @@ class TokensAPI:
         `?action=logout`: delete the token in use and clear the session cookie."""
         principal = require_principal(request)
         if action_of(request, ("logout",)) == "logout":
-            await self.accounts.revoke_token(principal.token_id)
+            await self.tokens.revoke(principal.token_id)
             response = json_response({"type": "logout", "message": "logged out"})
             clear_session_cookie(response)
             return response
         body = validate(TokenCreate, await read_json(request), OUTPUT_ONLY)
-        record, full_token = await self.accounts.issue_token(
+        record, full_token = await self.tokens.issue(
             principal.user_id, ttl_ms=body.ttl, description=body.description, kind="apikey"
         )
         rendered = render_token(record, links_for(request), principal)
@@ -133,7 +134,7 @@ class TokensAPI:
         """Delete one of the caller's tokens (deleting the one in use logs out)."""
         principal = require_principal(request)
         record = await self._load(request, principal)
-        if not await self.accounts.tokens.delete(record):
+        if not await self.tokens.delete(record):
             raise NotFound(f"token {record.id!r} not found")
         response = json_response(render_token(record, links_for(request), principal))
         if record.id == principal.token_id:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from starlette.requests import Request
@@ -29,15 +28,15 @@ from corral.server.api.http import (
     require_principal,
     validate,
 )
-from corral.server.api.records import Record
 from corral.server.api.schemas import (
     ChangePasswordInput,
     SetPasswordInput,
     UserCreate,
     UserUpdate,
 )
-from corral.server.auth_secrets import verify_password
-from corral.server.auth_users import USERS, Accounts, Principal
+from corral.server.domain.records import USERS, Record
+from corral.server.domain.tokens import Principal
+from corral.server.domain.users import Users
 
 RESOURCE_TYPE = "user"
 OUTPUT_ONLY = frozenset(
@@ -81,8 +80,8 @@ def user_visible(principal: Principal, record: Record) -> bool:
 class UsersAPI:
     """Handlers of the users collection and its items."""
 
-    def __init__(self, accounts: Accounts) -> None:
-        self.accounts = accounts
+    def __init__(self, users: Users) -> None:
+        self.users = users
 
     def routes(self) -> list[BaseRoute]:
         """`/v3/users` and `/v3/users/{id}`."""
@@ -111,7 +110,7 @@ class UsersAPI:
         ]
 
     async def _load(self, request: Request, principal: Principal) -> Record:
-        record = await self.accounts.users.get(request.path_params["id"])
+        record = await self.users.get(request.path_params["id"])
         if record is None or not user_visible(principal, record):
             raise NotFound(f"user {request.path_params['id']!r} not found")
         return record
@@ -122,7 +121,7 @@ class UsersAPI:
         me_only = request.query_params.get("me") == "true"
         if not me_only and not principal.admin:
             raise Forbidden("listing users needs the admin role; use ?me=true for yourself")
-        records, revision = await self.accounts.users.list()
+        records, revision = await self.users.list()
         links = links_for(request)
         items = [
             render_user(r, links, principal)
@@ -144,7 +143,7 @@ class UsersAPI:
             return await self.change_password(request)
         principal = require_admin(request)
         body = validate(UserCreate, await read_json(request), frozenset({"type"}))
-        record = await self.accounts.create_user(
+        record = await self.users.create(
             username=body.username,
             password=body.password,
             name=body.name,
@@ -159,15 +158,14 @@ class UsersAPI:
         """The caller changes their own password (the current one is required)."""
         principal = require_principal(request)
         body = validate(ChangePasswordInput, await read_json(request), frozenset())
-        user = await self.accounts.users.get(principal.user_id)
+        user = await self.users.get(principal.user_id)
         if user is None:
             raise Unauthorized("your user no longer exists")
-        stored_hash = str(user.data.get("passwordHash", ""))
-        if not await asyncio.to_thread(verify_password, body.currentPassword, stored_hash):
+        if not await self.users.password_matches(user, body.currentPassword):
             raise InvalidBodyContent("field 'currentPassword' is not your current password")
         if body.newPassword == body.currentPassword:
             raise InvalidBodyContent("newPassword must differ from currentPassword")
-        record = await self.accounts.set_password(
+        record = await self.users.set_password(
             principal.user_id, body.newPassword, must_change=False
         )
         return json_response(render_user(record, links_for(request), principal))
@@ -193,9 +191,7 @@ class UsersAPI:
             data.update(changes)
             return data
 
-        record = await self.accounts.users.update(request.path_params["id"], change)
-        if record is None:
-            raise NotFound(f"user {request.path_params['id']!r} not found")
+        record = await self.users.update(request.path_params["id"], change)
         return json_response(render_user(record, links_for(request), principal))
 
     async def delete(self, request: Request) -> Response:
@@ -204,7 +200,7 @@ class UsersAPI:
         record = await self._load(request, principal)
         if record.id == principal.user_id:
             raise InvalidAction("you cannot delete the user you are logged in as")
-        await self.accounts.delete_user(record)
+        await self.users.delete(record)
         return json_response(render_user(record, links_for(request), principal))
 
     async def item_action(self, request: Request) -> Response:
@@ -215,10 +211,7 @@ class UsersAPI:
         principal = require_admin(request)
         await self._load(request, principal)
         body = validate(SetPasswordInput, await read_json(request), frozenset())
-        try:
-            record = await self.accounts.set_password(
-                request.path_params["id"], body.newPassword, must_change=False
-            )
-        except LookupError:
-            raise NotFound(f"user {request.path_params['id']!r} not found") from None
+        record = await self.users.set_password(
+            request.path_params["id"], body.newPassword, must_change=False
+        )
         return json_response(render_user(record, links_for(request), principal))

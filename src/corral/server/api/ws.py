@@ -7,19 +7,35 @@ from urllib.parse import urlsplit
 
 from starlette.websockets import WebSocket
 
+from corral.server.api.envelope import DEFAULT_PORTS
 from corral.server.api.errors import APIError, Forbidden
 from corral.server.api.http import links_for, require_admin, require_principal
-from corral.server.auth_users import Principal
+from corral.server.domain.tokens import Principal
 
 POLICY_VIOLATION = 1008
 
 
+def _origin_of(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of a URL, the default port filled in; None when it has none."""
+    try:
+        parts = urlsplit(url.strip().lower())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+    if scheme not in DEFAULT_PORTS or not parts.hostname:
+        return None
+    return scheme, parts.hostname, port or DEFAULT_PORTS[scheme]
+
+
 def origin_allowed(origin: str | None, base: str) -> bool:
-    """A browser's Origin must name the host the request came to (no cross-site WebSocket
-    with the session cookie); non-browser clients send no Origin."""
+    """A browser's Origin must be the origin (scheme, host and port) the request came to: no
+    cross-site WebSocket riding on the session cookie, and `null` or an unparsable Origin is
+    refused; non-browser clients send no Origin."""
     if not origin:
         return True
-    return urlsplit(origin).netloc.lower() == urlsplit(base).netloc.lower()
+    seen = _origin_of(origin)
+    return seen is not None and seen == _origin_of(base)
 
 
 async def deny(websocket: WebSocket, error: APIError) -> None:
