@@ -32,8 +32,8 @@ BEFORE_GROUPS = ("P-256",)  # what corral lb offered before X25519 (prime256v1 o
 NGINX = "nginx-rancher-example"
 CORRAL = "corral-lb"
 CORRAL_BEFORE = "corral-lb-p256"
-_COUNT = re.compile(r"^(\d+) connections in \d+ real seconds", re.MULTILINE)
-_TEMP_KEY = re.compile(r"^Server Temp Key: (?:ECDH, )?([^,]+),", re.MULTILINE)
+S_TIME_COUNT = re.compile(r"^(\d+) connections in \d+ real seconds", re.MULTILINE)
+TEMP_KEY_LINE = re.compile(r"^Server Temp Key: (?:ECDH, )?([^,]+),", re.MULTILINE)
 
 
 @dataclass
@@ -101,7 +101,7 @@ def run_s_time(
     elapsed = time.monotonic() - started
     total = 0
     for out in outputs:
-        match = _COUNT.search(out)
+        match = S_TIME_COUNT.search(out)
         if match is None:
             raise BenchError(f"openssl s_time against port {port} printed no count:\n{out[-2000:]}")
         total += int(match.group(1))
@@ -118,7 +118,7 @@ def negotiated_group(port: int) -> str:
         timeout=30,
         check=False,
     )
-    match = _TEMP_KEY.search(done.stdout)
+    match = TEMP_KEY_LINE.search(done.stdout)
     return match.group(1) if match else "?"
 
 
@@ -220,8 +220,9 @@ def handshake_report(figures: Sequence[HandshakeFigures], duration_s: int) -> li
     ]
     for f in figures:
         lines.append(
-            f"  {f.name:<{width}} {f.rate:>8,.0f} handshakes/s  {f.cpu:>7,.0f} us CPU/handshake  "
-            f"worker busy {f.busy_percent:>3.0f}%  group {f.group}  ({f.description})"
+            f"  {f.name:<{width}} {f.rate:>7,.0f} handshakes/s  {f.cpu:>5,.0f} us CPU/handshake "
+            f"(= {_per_core(f.cpu)}/s per core)  worker busy {f.busy_percent:>3.0f}%  "
+            f"group {f.group}  ({f.description})"
         )
     return [
         *lines,
@@ -234,6 +235,11 @@ def handshake_report(figures: Sequence[HandshakeFigures], duration_s: int) -> li
         f"ratio corral after/before X25519 TLS handshakes/s: {_ratio(after.rate, before.rate)}, "
         f"CPU per handshake: {_ratio(after.cpu, before.cpu)}",
     ]
+
+
+def _per_core(cpu_us: float) -> str:
+    """Handshakes one fully busy core would do at that CPU cost."""
+    return f"{1e6 / cpu_us:,.0f}" if cpu_us and cpu_us == cpu_us else "nan"
 
 
 def _ratio(numerator: float, denominator: float) -> str:

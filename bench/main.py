@@ -270,7 +270,9 @@ def run(options: Options) -> list[str]:
             cpu=placement.load,
             say=_say,
         )
+        _measure_memory(targets, options, context)
         backend_port = int(targets[-1].url.rstrip("/").rsplit(":", 1)[1])
+        # after the memory figure: short-lived connections grow corral's RSS for a while
         handshakes = measure_handshakes(
             targets,
             work,
@@ -283,7 +285,6 @@ def run(options: Options) -> list[str]:
             load_cpu=placement.load,
             say=_say,
         )
-        _measure_memory(targets, options, context)
         two = measure_two_workers(
             stack, work, certs, backend_port, duration_s=options.duration, runs=options.runs,
             connections=options.connections, script=script, say=_say,
