@@ -19,6 +19,9 @@ VERBS: dict[str, str] = {
     "lb": "corral.cli.lb:lb",
     "server": "corral.cli.server:server",
     "ingress": "corral.cli.ingress:ingress",
+    "up": "corral.cli.up:up",
+    "remove": "corral.cli.remove:remove",
+    "supervise": "corral.cli.up:supervise",  # hidden: one node's services, started by `up`
 }
 
 

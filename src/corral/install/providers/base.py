@@ -1,0 +1,161 @@
+"""The provider interface: how `corral up` reaches a node (its files and its supervisor).
+
+A provider knows where a node's directories are, writes the files its services need, and starts,
+reloads and stops the node's supervisor (`corral.install.supervisor`), which runs the services.
+Everything above it (plan, apply) is the same for every provider.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from corral.install.desired import DesiredCluster, NodeSpec
+
+
+class ProviderError(Exception):
+    """A node cannot be reached or prepared; the message names the node and the fix."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileSpec:
+    """A file a service needs, relative to the node's directory, and its mode."""
+
+    content: bytes
+    mode: int = 0o600
+
+
+@dataclass(frozen=True, slots=True)
+class NodePaths:
+    """The directories and files of one node (or of the external load balancer).
+
+    Every path is under `root`; services get absolute paths on their command lines.
+    """
+
+    root: Path
+
+    @property
+    def pki(self) -> Path:
+        """Certificates and keys from the cluster CA."""
+        return self.root / "pki"
+
+    @property
+    def etcd_data(self) -> Path:
+        """The etcd member's data directory."""
+        return self.root / "etcd"
+
+    @property
+    def server_data(self) -> Path:
+        """`corral server --data-dir`."""
+        return self.root / "server"
+
+    @property
+    def server_tls(self) -> Path:
+        """`corral server --tls-dir` (cert.pem, key.pem, cacerts.pem)."""
+        return self.root / "server-tls"
+
+    @property
+    def ingress_config(self) -> Path:
+        """`corral ingress --config`."""
+        return self.root / "ingress" / "ingress.yml"
+
+    @property
+    def rootfs(self) -> Path:
+        """Where absolute paths of the cluster file (AUDIT_LOG_PATH, …) land on this node."""
+        return self.root / "rootfs"
+
+    @property
+    def logs(self) -> Path:
+        """One log file per service, and the supervisor's."""
+        return self.root / "logs"
+
+    def log(self, service: str) -> Path:
+        """The log file of `service`."""
+        return self.logs / f"{service}.log"
+
+    @property
+    def run(self) -> Path:
+        """The supervisor's spec, lock, pid and status files."""
+        return self.root / "run"
+
+    @property
+    def supervisor_spec(self) -> Path:
+        """What the supervisor runs (written by `corral up`, read on start and SIGHUP)."""
+        return self.run / "supervisor.json"
+
+    @property
+    def supervisor_lock(self) -> Path:
+        """Held (flock) by the running supervisor: a free lock means none runs."""
+        return self.run / "supervisor.lock"
+
+    @property
+    def supervisor_pid(self) -> Path:
+        """The running supervisor's pid."""
+        return self.run / "supervisor.pid"
+
+    @property
+    def status(self) -> Path:
+        """The supervisor's view of its services (JSON, rewritten after every probe round)."""
+        return self.run / "status.json"
+
+    def inside(self, path: str) -> Path:
+        """An absolute path of the cluster file as it exists on this node (under `rootfs`)."""
+        return self.rootfs / path.lstrip("/")
+
+
+class Provider(abc.ABC):
+    """Reaches the nodes of one cluster."""
+
+    name: str
+
+    @abc.abstractmethod
+    def check_node(self, node: NodeSpec) -> list[str]:
+        """Problems that stop this provider from running `node` (empty when it can)."""
+
+    @abc.abstractmethod
+    def node_paths(self, name: str) -> NodePaths:
+        """The directories of node `name`."""
+
+    @abc.abstractmethod
+    def lb_paths(self) -> NodePaths:
+        """The directories of the external load balancer `corral up` runs."""
+
+    @abc.abstractmethod
+    def trusted_proxies(self, desired: DesiredCluster) -> tuple[str, ...]:
+        """The addresses the external load balancer's connections come from: the only
+        sources whose X-Forwarded-* headers the ingress keeps."""
+
+    @abc.abstractmethod
+    def ingress_endpoint(self, node: NodeSpec) -> str:
+        """host:port the external load balancer reaches the node's ingress at."""
+
+    @abc.abstractmethod
+    def write_files(self, paths: NodePaths, files: Mapping[str, FileSpec]) -> None:
+        """Write `files` (paths relative to `paths.root`), creating directories."""
+
+    @abc.abstractmethod
+    def supervisor_running(self, paths: NodePaths) -> bool:
+        """True while the node's supervisor runs."""
+
+    @abc.abstractmethod
+    def start_supervisor(self, paths: NodePaths) -> None:
+        """Start the node's supervisor in the background (it outlives `corral up`)."""
+
+    @abc.abstractmethod
+    def reload_supervisor(self, paths: NodePaths) -> None:
+        """Make the running supervisor read its spec again."""
+
+    @abc.abstractmethod
+    def stop_node(self, paths: NodePaths, timeout_s: float) -> int:
+        """Stop the supervisor and every process of the node; returns how many were killed
+        because they did not stop in time."""
+
+    @abc.abstractmethod
+    def delete_node(self, paths: NodePaths) -> None:
+        """Delete the node's directories (after `stop_node`)."""
+
+    @abc.abstractmethod
+    def node_processes(self, paths: NodePaths) -> list[int]:
+        """The pids of every live process of the node (supervisor and services)."""
