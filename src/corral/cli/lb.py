@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -22,6 +23,7 @@ Examples:
   corral lb --check --config lb.yml     # validate, print every problem with file:line
   corral lb --config lb.yml             # run in the foreground
   corral lb reload --config lb.yml      # check lb.yml, then make the running lb load it
+  corral lb nginx-config --config lb.yml > nginx.conf   # the same as an NGINX configuration
   corral lb --check --config examples/lb.yml
 """
 
@@ -32,11 +34,11 @@ Examples:
 """
 
 
-def _load(config_path: Path) -> LbConfig:
+def _load(config_path: Path, loader: Callable[[Path], LbConfig] | None = None) -> LbConfig:
     from corral.config.lb_load import load_lb_config
 
     try:
-        return load_lb_config(config_path)
+        return (loader or load_lb_config)(config_path)
     except ConfigError as exc:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
@@ -115,3 +117,36 @@ def reload(config_path: Path, pid: int | None) -> None:
     except ProcessLookupError as exc:
         raise click.ClickException(f"no process {pid}: is the lb running?") from exc
     click.echo(f"corral lb: configuration ok; reload signalled to pid {pid}")
+
+
+NGINX_CONFIG_EPILOG = """\b
+Examples:
+  corral lb nginx-config --config lb.yml > /etc/nginx/nginx.conf && nginx -t
+  corral lb nginx-config --config examples/lb.yml    # Rancher's example, filled in
+"""
+
+
+@lb.command(
+    "nginx-config",
+    short_help="Print the equivalent NGINX configuration.",
+    epilog=NGINX_CONFIG_EPILOG,
+)
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help=CONFIG_HELP,
+)
+def nginx_config(config_path: Path) -> None:
+    """Print the NGINX configuration that does what the lb configuration does: Rancher's
+    example NGINX configuration filled in with its upstreams, names, certificates, listeners
+    and timeouts, plus upstream keepalive and the Connection map that keeps upstream
+    connections open; what NGINX open source cannot do (active health checks) is a comment.
+    The file's schema and references are checked; certificate files are not opened (nginx -t
+    checks them where NGINX runs). See docs/doctor.md.
+    """
+    from corral.config.nginx_render import default_title, load_for_nginx, render_nginx
+
+    config = _load(config_path, load_for_nginx)
+    click.echo(render_nginx(config, title=default_title(config_path.name)), nl=False)

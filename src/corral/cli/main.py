@@ -21,6 +21,7 @@ VERBS: dict[str, str] = {
     "ingress": "corral.cli.ingress:ingress",
     "up": "corral.cli.up:up",
     "remove": "corral.cli.remove:remove",
+    "doctor": "corral.cli.doctor:doctor",
     "supervise": "corral.cli.up:supervise",  # hidden: one node's services, started by `up`
 }
 
@@ -44,9 +45,11 @@ class LazyVerbs(click.Group):
 
 EPILOG = """\b
 Examples:
-  corral lb --config lb.yml          # the load balancer (see corral lb --help)
-  corral server                      # the management server (see corral server --help)
-  corral VERB --help                 # every verb's options, ending with its examples
+  corral lb --config lb.yml                   # the load balancer (see corral lb --help)
+  corral server                               # the management server (see corral server --help)
+  corral up --config rancher-cluster.yml      # Rancher's HA install (see corral up --help)
+  corral doctor https://rancher.example.com   # check a live install's load balancer
+  corral VERB --help                          # every verb's options, ending with its examples
   corral --version
 """
 

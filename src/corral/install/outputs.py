@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from corral.config.nginx_render import render_nginx_text
 from corral.install.desired import DesiredCluster
 
 LB_SUFFIX = ".lb.yml"
@@ -141,59 +142,16 @@ def nginx_conf(
     listeners: LbListeners,
     certificate: LbCertificate,
 ) -> str:
-    """`<stem>.nginx.conf`: Rancher's example NGINX configuration for this cluster (pure)."""
-    fqdn = desired.fqdn
-    upstream = "\n".join(f"        server {endpoint};" for endpoint in endpoints)
-    https = _listen(*listeners.https)
-    text = f"""\
-# Rancher's example NGINX configuration for cluster {desired.cluster_name}, written by
-# `corral up` from {desired.source.name}. NGINX open source has no active /healthz checks:
-# a node that fails is skipped for fail_timeout after max_fails errors.
-worker_processes 4;
-worker_rlimit_nofile 40000;
-
-events {{
-    worker_connections 8192;
-}}
-
-http {{
-    upstream rancher {{
-{upstream}
-    }}
-
-    map $http_upgrade $connection_upgrade {{
-        default Upgrade;
-        ''      close;
-    }}
-
-    server {{
-        listen {https} ssl http2;
-        server_name {fqdn};
-        ssl_certificate {certificate.cert};
-        ssl_certificate_key {certificate.key};
-
-        location / {{
-            proxy_set_header Host $host;
-            proxy_set_header X-Forwarded-Proto $scheme;
-            proxy_set_header X-Forwarded-Port $server_port;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_pass http://rancher;
-            proxy_http_version 1.1;
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection $connection_upgrade;
-            {SHELL_COMMENT}
-            proxy_read_timeout {READ_TIMEOUT_S}s;
-            proxy_buffering off;
-        }}
-    }}
-"""
-    if listeners.http is not None:
-        target = f"https://$server_name{_https_suffix(listeners.https[1])}$request_uri"
-        text += f"""
-    server {{
-        listen {_listen(*listeners.http)};
-        server_name {fqdn};
-        return 301 {target};
-    }}
-"""
-    return text + "}\n"
+    """`<stem>.nginx.conf`: the same load balancer as `<stem>.lb.yml`, as NGINX configuration
+    (Rancher's example NGINX configuration filled in for this cluster; pure)."""
+    return render_nginx_text(
+        lb_yaml(desired, endpoints, listeners, certificate),
+        source=lb_config_path(desired).name,
+        title=[
+            f"NGINX configuration for cluster {desired.cluster_name}, written by `corral up` from "
+            f"{desired.source.name}:",
+            "Rancher's example NGINX configuration filled in with the same upstreams, names and",
+            f"timeouts as {lb_config_path(desired).name}. NGINX open source has no active /healthz",
+            "checks: a node that fails is skipped for fail_timeout after max_fails errors.",
+        ],
+    )
