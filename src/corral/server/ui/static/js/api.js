@@ -30,14 +30,13 @@ export function onUnauthorized(handler) {
   unauthorized = handler;
 }
 
-/** One API request; resolves to the decoded JSON body, rejects with an ApiError. */
-export async function request(method, path, body, { expect401 = false } = {}) {
+/** One API request; resolves to the decoded JSON body, rejects with an ApiError. A write
+ * refused for its CSRF token is sent once more when the answer brought a new CSRF cookie. */
+export async function request(method, path, body, { expect401 = false, retried = false } = {}) {
   const headers = { Accept: 'application/json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
-  if (!SAFE_METHODS.has(method)) {
-    const token = cookie(CSRF_COOKIE);
-    if (token) headers[CSRF_HEADER] = token;
-  }
+  const token = SAFE_METHODS.has(method) ? '' : cookie(CSRF_COOKIE);
+  if (token) headers[CSRF_HEADER] = token;
   let response;
   try {
     response = await fetch(path, {
@@ -54,6 +53,9 @@ export async function request(method, path, body, { expect401 = false } = {}) {
   let data = null;
   if (text) {
     try { data = JSON.parse(text); } catch { data = null; }
+  }
+  if (!response.ok && data && data.code === 'InvalidCSRFToken' && !retried && cookie(CSRF_COOKIE) !== token) {
+    return request(method, path, body, { expect401, retried: true });
   }
   if (!response.ok) {
     const message = (data && data.message) || text.trim() || response.statusText || `HTTP ${response.status}`;

@@ -60,10 +60,10 @@ function clusterRows(app, list) {
   return list.map((item) => {
     const problem = state.rowError && state.rowError.id === item.id ? state.rowError.error : null;
     return html`<tr data-cluster=${item.name}>
-      <td><a href="/clusters/${encodeURIComponent(item.id)}">${item.name}</a><br><span class="hint">${item.description}</span></td>
-      <td>${stateBadge(item)}</td>
-      <td>${when(item.created)}</td>
-      <td class="actions">${item.links && item.links.remove ? html`<button type="button" class="small danger"
+      <td data-label="Cluster"><a href="/clusters/${encodeURIComponent(item.id)}">${item.name}</a><br><span class="hint">${item.description}</span></td>
+      <td data-label="State">${stateBadge(item)}</td>
+      <td data-label="Created">${when(item.created)}</td>
+      <td data-label="Actions" class="actions">${item.links && item.links.remove ? html`<button type="button" class="small danger"
         ?disabled=${state.rowBusy === item.id} @click=${() => remove(app, item)}>Delete</button>` : nothing}
         ${problem ? errorBox(problem) : nothing}</td>
     </tr>`;
@@ -96,7 +96,7 @@ export const clustersPage = {
         <p class="hint" id="cluster-name-hint">Lower-case letters, digits and dashes, like a DNS label.</p>
         ${errorBox(state.createError)}
       </section>` : nothing}
-      ${show(clusters, 'the clusters', (data) => html`<div class="table-wrap"><table id="clusters">
+      ${show(clusters, 'the clusters', (data) => html`<div class="table-wrap"><table id="clusters" class="cards-on-phone">
         <thead><tr><th scope="col">Cluster</th><th scope="col">State</th><th scope="col">Created</th><th scope="col">Actions</th></tr></thead>
         <tbody>${clusterRows(app, data.data || [])}</tbody></table></div>`)}`;
   },

@@ -34,18 +34,25 @@ function nodeState(node, live) {
   return { state: node.state || 'unknown', tone: 'bad', label: node.state === 'unavailable' ? 'Unavailable' : (node.state || 'Unknown') };
 }
 
+function version(node) {
+  const text = (node.info && node.info.corralVersion) || '';
+  return text && !text.startsWith('v') ? `v${text}` : text;
+}
+
 function nodeRows(list, live) {
   return list.map((node) => {
     const shown = nodeState(node, live);
     const checks = (node.health && node.health.checks) || [];
     return html`<tr data-node=${node.id} data-state=${shown.state}>
-      <td><strong>${node.nodeName || node.hostname}</strong><br><span class="hint mono">${node.id}</span></td>
-      <td><span class="badge ${shown.tone} dot">${shown.label}</span>
+      <td data-label="Node"><strong>${node.nodeName || node.hostname}</strong><br><span class="hint mono">${
+        node.hostname && node.hostname !== node.nodeName ? node.hostname : node.id}</span></td>
+      <td data-label="State"><span class="badge ${shown.tone} dot">${shown.label}</span>
         ${live.state === 'down' && live.since ? html`<br><span class="hint">no answer since ${live.since.toLocaleTimeString()}</span>` : nothing}</td>
-      <td>${(node.roles || []).join(', ')}</td>
-      <td class="mono">${(node.addresses || [node.ipAddress]).filter(Boolean).join(', ')}</td>
-      <td>${(node.info && node.info.corralVersion) || ''}</td>
-      <td><ul class="checks">${checks.map((check) => html`<li class=${check.ok ? 'check-ok' : 'check-bad'}>
+      <td data-label="Roles">${(node.roles || []).join(', ')}</td>
+      <td data-label="Addresses" class="mono">${(node.addresses || [node.ipAddress]).filter(Boolean).join(', ')}</td>
+      <td data-label="Version">${version(node)}</td>
+      <td data-label="Health">${live.state === 'down' ? html`<span class="hint">last known:</span>` : nothing}
+        <ul class=${live.state === 'down' ? 'checks stale' : 'checks'}>${checks.map((check) => html`<li class=${check.ok ? 'check-ok' : 'check-bad'}>
         ${check.ok ? '✔' : '✖'} <strong>${check.name}</strong>: ${check.message}</li>`)}</ul>
         ${node.heartbeatAt ? html`<span class="hint">heartbeat ${when(node.heartbeatAt)}</span>` : nothing}</td>
     </tr>`;
@@ -55,7 +62,7 @@ function nodeRows(list, live) {
 function nodesSection(app) {
   return html`<section class="panel" aria-labelledby="nodes-title">
     <div class="spread"><h2 id="nodes-title">Nodes</h2>${liveBadge(app.live)}</div>
-    ${show(nodes, 'the nodes', (data) => html`<div class="table-wrap"><table id="nodes">
+    ${show(nodes, 'the nodes', (data) => html`<div class="table-wrap"><table id="nodes" class="cards-on-phone">
       <thead><tr><th scope="col">Node</th><th scope="col">State</th><th scope="col">Roles</th>
         <th scope="col">Addresses</th><th scope="col">Version</th><th scope="col">Health checks</th></tr></thead>
       <tbody>${nodeRows(data.data || [], app.live)}</tbody></table></div>`)}

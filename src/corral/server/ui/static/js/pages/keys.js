@@ -84,11 +84,11 @@ function tokenRows(app, list) {
   return list.map((token) => {
     const problem = state.rowError && state.rowError.id === token.id ? state.rowError.error : null;
     return html`<tr data-token=${token.id}>
-      <td>${token.description || html`<span class="hint">(no description)</span>`}<br><span class="hint mono">${token.id}</span></td>
-      <td>${token.isDerived ? 'API key' : 'login session'}${token.current ? html` <span class="badge muted">this session</span>` : nothing}</td>
-      <td>${when(token.created)}</td>
-      <td>${token.expired ? html`<span class="badge bad">expired</span>` : token.expiresAt ? when(token.expiresAt) : 'never'}</td>
-      <td class="actions"><button type="button" class="small danger" ?disabled=${state.rowBusy === token.id}
+      <td data-label="Key">${token.description || html`<span class="hint">(no description)</span>`}<br><span class="hint mono">${token.id}</span></td>
+      <td data-label="Kind">${token.isDerived ? 'API key' : 'login session'}${token.current ? html` <span class="badge muted">this session</span>` : nothing}</td>
+      <td data-label="Created">${when(token.created)}</td>
+      <td data-label="Expires">${token.expired ? html`<span class="badge bad">expired</span>` : token.expiresAt ? when(token.expiresAt) : 'never'}</td>
+      <td data-label="Actions" class="actions"><button type="button" class="small danger" ?disabled=${state.rowBusy === token.id}
         @click=${() => remove(app, token)}>Delete</button>${problem ? errorBox(problem) : nothing}</td>
     </tr>`;
   });
@@ -123,7 +123,7 @@ export const keysPage = {
         </form>
         ${errorBox(state.createError)}
       </section>
-      ${show(tokens, 'your keys', (data) => html`<div class="table-wrap"><table id="tokens">
+      ${show(tokens, 'your keys', (data) => html`<div class="table-wrap"><table id="tokens" class="cards-on-phone">
         <thead><tr><th scope="col">Description</th><th scope="col">Kind</th><th scope="col">Created</th>
           <th scope="col">Expires</th><th scope="col">Actions</th></tr></thead>
         <tbody>${tokenRows(app, data.data || [])}</tbody></table></div>`)}`;

@@ -57,6 +57,8 @@ export const passwordPage = {
       ${forced ? html`<p class="warning" id="must-change">This account still has the password it was created with.
         Choose your own password to continue.</p>` : nothing}
       <form class="stack panel" @submit=${(event) => submit(app, event)} novalidate>
+        <input class="sr-only" name="username" autocomplete="username" .value=${app.me ? app.me.username : ''}
+          readonly tabindex="-1" aria-hidden="true">
         <label>Current password
           <input id="current-password" name="currentPassword" type="password" autocomplete="current-password" required>
         </label>

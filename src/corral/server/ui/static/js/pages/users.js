@@ -83,12 +83,12 @@ function userRows(app, list) {
     const busy = state.rowBusy === user.id;
     const problem = state.rowError && state.rowError.id === user.id ? state.rowError.error : null;
     return html`<tr data-user=${user.username}>
-        <td><strong>${user.username}</strong>${user.me ? html` <span class="badge muted">you</span>` : nothing}</td>
-        <td>${user.name}</td>
-        <td>${user.admin ? html`<span class="badge ok">admin</span>` : 'user'}</td>
-        <td>${user.enabled ? html`<span class="badge ok">enabled</span>` : html`<span class="badge bad">disabled</span>`}
+        <td data-label="Username"><strong>${user.username}</strong>${user.me ? html` <span class="badge muted">you</span>` : nothing}</td>
+        <td data-label="Name">${user.name}</td>
+        <td data-label="Role">${user.admin ? html`<span class="badge ok">admin</span>` : 'user'}</td>
+        <td data-label="Status">${user.enabled ? html`<span class="badge ok">enabled</span>` : html`<span class="badge bad">disabled</span>`}
           ${user.mustChangePassword ? html`<br><span class="hint">must change password</span>` : nothing}</td>
-        <td class="actions"><div class="row">
+        <td data-label="Actions" class="actions"><div class="row">
           ${user.me ? html`<span class="hint">that is you</span>` : html`
             <button type="button" class="small" ?disabled=${busy}
               @click=${() => update(app, user, { enabled: !user.enabled }, user.enabled ? 'Disabled' : 'Enabled')}>
@@ -133,7 +133,7 @@ export const usersPage = {
           </form>
           ${errorBox(state.createError)}
         </section>
-        <div class="table-wrap"><table id="users">
+        <div class="table-wrap"><table id="users" class="cards-on-phone">
           <thead><tr><th scope="col">Username</th><th scope="col">Name</th><th scope="col">Role</th>
             <th scope="col">Status</th><th scope="col">Actions</th></tr></thead>
           <tbody>${userRows(app, data.data || [])}</tbody>
