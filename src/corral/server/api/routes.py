@@ -20,13 +20,16 @@ from corral.server.api.errors import NotFound
 from corral.server.api.http import ApiEndpoint, json_response, links_for
 from corral.server.api.k8s import k8s_routes
 from corral.server.api.login import LoginAPI
-from corral.server.api.nodes import NodesAPI
+from corral.server.api.nodes import NODES, NodesAPI, record_node
+from corral.server.api.nodes import RESOURCE_TYPE as NODE_TYPE
 from corral.server.api.openapi import openapi_route
 from corral.server.api.settings import RESOURCE_TYPE as SETTING_TYPE
 from corral.server.api.settings import SettingsAPI, render_setting
 from corral.server.api.tokens import TokensAPI, render_token, token_visible
 from corral.server.api.users import UsersAPI, render_user, user_visible
 from corral.server.context import ServerContext
+from corral.server.domain.clock import now_ms
+from corral.server.domain.nodes import NodeRecord
 from corral.server.domain.records import (
     CLUSTERS,
     REGISTRATION_TOKENS,
@@ -58,6 +61,9 @@ def event_kinds(settings: Settings, view: RegistrationTokenView) -> dict[str, Ev
     async def rendered_setting(record: Record, links: Links, principal: Principal) -> Any:
         return render_setting(settings, record.id, record, links, principal)
 
+    async def rendered_node(record: Record, links: Links, principal: Principal) -> Any:
+        return record_node(NodeRecord.from_data(record.data), links, now_ms())
+
     def everyone(principal: Principal, record: Record) -> bool:
         return True
 
@@ -72,6 +78,7 @@ def event_kinds(settings: Settings, view: RegistrationTokenView) -> dict[str, Ev
         TOKENS: EventKind(TOKENS, "token", sync(render_token), token_visible),
         SETTINGS: EventKind(SETTINGS, SETTING_TYPE, rendered_setting, known_setting),
         CLUSTERS: EventKind(CLUSTERS, CLUSTER_TYPE, sync(render_cluster), everyone),
+        NODES: EventKind(NODES, NODE_TYPE, rendered_node, everyone),
         REGISTRATION_TOKENS: EventKind(
             REGISTRATION_TOKENS, TOKEN_TYPE, view.render, admins
         ),

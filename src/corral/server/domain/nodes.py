@@ -74,7 +74,11 @@ class NodeRecord:
     @classmethod
     def from_json(cls, raw: bytes) -> NodeRecord:
         """Parse the stored form; ValueError when it is not a node record."""
-        data = json.loads(raw)
+        return cls.from_data(json.loads(raw))
+
+    @classmethod
+    def from_data(cls, data: Any) -> NodeRecord:
+        """A record from the stored form's decoded JSON; ValueError when it is not one."""
         if not isinstance(data, dict) or not isinstance(data.get("name"), str):
             raise ValueError("not a node record")
         services = {
