@@ -4,7 +4,8 @@ log, the serving certificates and the leader election.
 
 Several servers may share one store (Rancher's HA guide): nothing here is state of its own
 except what the start-up decided; users, tokens, settings and clusters live in the store, and
-`settings` follows its watch (`await ctx.settings.start_following()`).
+`settings` and `logins` (the tokens and users authentication needs) follow its watch
+(`await ctx.settings.start_following()`, `await ctx.logins.start_following()`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from corral.server.audit_log import AuditLog
 from corral.server.certs import ServingCertificates
 from corral.server.domain.clusters import Clusters
+from corral.server.domain.login_cache import LoginCache
 from corral.server.domain.settings import Settings
 from corral.server.domain.tokens import Tokens
 from corral.server.domain.users import Users
@@ -39,14 +41,16 @@ class ServerContext:
     certificates: ServingCertificates | None = None
     # The leader election (etcd store); None with the embedded store (the only server leads).
     election: Election | None = None
+    logins: LoginCache = field(init=False)
     users: Users = field(init=False)
     tokens: Tokens = field(init=False)
     settings: Settings = field(init=False)
     clusters: Clusters = field(init=False)
 
     def __post_init__(self) -> None:
-        self.users = Users(self.store)
-        self.tokens = Tokens(self.store)
+        self.logins = LoginCache(self.store)
+        self.users = Users(self.store, self.logins)
+        self.tokens = Tokens(self.store, self.logins)
         self.settings = Settings(self.store, self)
         self.clusters = Clusters(self.store)
 

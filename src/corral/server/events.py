@@ -7,10 +7,14 @@ Messages (JSON text frames):
 
 Query: `resourceTypes=T` (repeatable) filters by type; `revision=R` resumes after revision R
 (the `revision` of the last event processed, or of a collection listing): every later event
-is sent exactly once. A revision the store has compacted gets a `resource.error` with status
-410 and close code 4410: list again, then subscribe with the listing's revision. A store that
-cannot be reached gets a `resource.error` with status 503 and close code 4503: subscribe again
-later with the revision of the last event processed.
+is sent exactly once. Without `revision`, the server reads the store's revision before it
+accepts the upgrade and streams from the next one, so every change committed after the upgrade
+completed is sent (a store that cannot be asked refuses the upgrade with 503).
+
+A revision the store has compacted gets a `resource.error` with status 410 and close code 4410:
+list again, then subscribe with the listing's revision. A store that cannot be reached gets a
+`resource.error` with status 503 and close code 4503: subscribe again later with the revision
+of the last event processed.
 """
 
 from __future__ import annotations
@@ -229,12 +233,14 @@ class SubscribeAPI:
                     f"unknown resourceTypes {unknown} (known: {', '.join(sorted(self.types))})"
                 )
             revision = parse_revision(websocket.query_params.get("revision"))
-        except APIError as error:
-            await deny(websocket, error)
+            if revision is None:  # before accepting: nothing committed after the upgrade is lost
+                revision = await self.store.revision()
+        except (APIError, StoreError) as error:
+            await deny(websocket, to_api_error(error))
             return
         await websocket.accept()
         subscription = Subscription(websocket, principal, self.kinds, set(wanted), self.tokens)
-        start = revision + 1 if revision is not None else None
+        start = revision + 1
         tasks = [
             asyncio.create_task(subscription.pump_events(self.store, start)),
             asyncio.create_task(subscription.ping()),

@@ -217,6 +217,7 @@ class Running:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.ctx.settings.stop_following()
+        await self.ctx.logins.stop_following()
         if self.ctx.audit is not None:
             await asyncio.to_thread(self.ctx.audit.close)
         await self.ctx.store.close()
@@ -256,6 +257,7 @@ async def start(options: ServerOptions) -> Running:
         if etcd is not None:
             say(f"store etcd {','.join(etcd.endpoints)} (prefix {etcd.prefix}) as {identity}")
         await ctx.settings.start_following()  # a stored server-url applies without the flag
+        await ctx.logins.start_following()  # authentication without store round trips
         certificates = await open_certificates(
             plan, data_dir, ctx, shared=etcd is not None, identity=identity
         )
@@ -273,6 +275,7 @@ async def start(options: ServerOptions) -> Running:
         if audit is not None:
             audit.close()
         await ctx.settings.stop_following()
+        await ctx.logins.stop_following()
         await store.close()
         if lock is not None:
             lock.release()

@@ -10,6 +10,10 @@ A user and its claim are written by one transaction that compares the claim abse
 user deletes it, its claim and its tokens in one transaction that compares the user's revision.
 A claim whose user is gone or has another username (left by an older version that wrote the two
 keys one after the other) is treated as free and taken over in the same way.
+
+With a LoginCache, this server's writes of users (and the tokens a user's deletion removes) go
+into it at once, so a disabled or deleted user is refused on the next request. Login
+(`check_password`) always reads the store: the cache holds no password hashes.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from corral.server.domain.clock import iso_time, now_ms
@@ -27,6 +32,7 @@ from corral.server.domain.credentials import (
     verify_password,
 )
 from corral.server.domain.errors import AlreadyExists, ChangedConcurrently
+from corral.server.domain.login_cache import LoginCache
 from corral.server.domain.records import (
     BOOTSTRAP,
     CREATE_ATTEMPTS,
@@ -39,7 +45,7 @@ from corral.server.domain.records import (
     Records,
     chunks,
 )
-from corral.store.base import Compare, CompareFailed, Op, Store
+from corral.store.base import Compare, CompareFailed, Delete, Op, Store
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +56,9 @@ ADMIN_MARKER = "admin"  # the id of the bootstrap marker under BOOTSTRAP
 class Users:
     """Users of one store, with the username index."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, cache: LoginCache | None = None) -> None:
         self.store = store
+        self.cache = cache
         self.records = Records(store, USERS, "user")
         self.usernames = Records(store, USERNAMES, "username")
         self.tokens = Records(store, TOKENS, "token")
@@ -109,7 +116,7 @@ class Users:
             data["mustChangePassword"] = must_change
             return data
 
-        return await self.records.update(user_id, change)
+        return self._learnt(await self.records.update(user_id, change))
 
     # -- writes ----------------------------------------------------------------------------
 
@@ -137,7 +144,7 @@ class Users:
     async def update(self, user_id: str, change: Change) -> Record:
         """Apply `change` to the user's stored fields (compare on revision). The username is
         not changed here: renaming is not supported."""
-        return await self.records.update(user_id, change)
+        return self._learnt(await self.records.update(user_id, change))
 
     async def delete(self, user: Record) -> None:
         """Delete the user, its username claim and every token it owns, in one transaction that
@@ -154,11 +161,12 @@ class Users:
             ops.append(self.usernames.delete_op(username))
         ops += [self.tokens.delete_op(t.id) for t in tokens if t.data.get("userId") == user.id]
         try:
-            await self.store.txn(compares, ops[:MAX_TXN_OPS])
+            revision = await self.store.txn(compares, ops[:MAX_TXN_OPS])
         except CompareFailed:
             raise self.records.changed_error(user.id) from None
+        self._forget(ops[:MAX_TXN_OPS], revision)
         for rest in chunks(ops[MAX_TXN_OPS:]):
-            await self.store.txn([], rest)
+            self._forget(rest, await self.store.txn([], rest))
 
     async def bootstrap_admin(self, password: str, *, must_change_password: bool) -> Record | None:
         """Create the `admin` user with `password` unless an admin was ever bootstrapped: the
@@ -180,6 +188,22 @@ class Users:
         return user
 
     # -- internals -------------------------------------------------------------------------
+
+    def _learnt(self, user: Record) -> Record:
+        """`user`, written by this server, told to the login cache."""
+        if self.cache is not None:
+            self.cache.learn_user(user.id, user.data, user.mod_revision)
+        return user
+
+    def _forget(self, ops: Sequence[Op], revision: int) -> None:
+        """Tell the login cache about users and tokens one transaction deleted."""
+        if self.cache is None:
+            return
+        for op in ops:
+            if isinstance(op, Delete) and op.key.startswith(self.records.prefix):
+                self.cache.forget_user(op.key[len(self.records.prefix):], revision)
+            elif isinstance(op, Delete) and op.key.startswith(self.tokens.prefix):
+                self.cache.forget_token(op.key[len(self.tokens.prefix):], revision)
 
     async def _new_user_data(
         self, username: str, password: str, *, name: str = "", description: str = "",
@@ -228,7 +252,7 @@ class Users:
                 revision = await self.store.txn(compares, ops)
             except CompareFailed:
                 continue
-            return Record(id=user_id, data=data, mod_revision=revision)
+            return self._learnt(Record(id=user_id, data=data, mod_revision=revision))
         raise ChangedConcurrently(f"could not create user {username!r}; try again")
 
     def _marker_data(self, user_id: str) -> dict[str, Any]:
