@@ -8,7 +8,7 @@ re-run on a running cluster; then the node-loss run: reads and writes through th
 balancer (bench.up_load), kill -9 of every process of node-2, and the figures: requests failed,
 acknowledged writes lost, time until the load balancer ejected the node, longest write pause,
 time until kubectl shows it NotReady, and `corral up` bringing it back. Progress on stderr;
-the table on stdout.
+the table on stdout. `--provider ssh` builds three real SSH hosts instead (bench.up_ssh).
 """
 
 from __future__ import annotations
@@ -242,6 +242,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-node-loss", action="store_true", help="skip the node-loss run")
     parser.add_argument("--quick", action="store_true", help="1 run, 2 s of steady load")
     parser.add_argument("--no-setup", action="store_true", help="(handled by bench/up)")
+    parser.add_argument("--provider", choices=("local", "ssh"), default="local",
+                        help="local: three local nodes (default); ssh: three real SSH hosts "
+                        "(sshd in mount namespaces, needs root), from nothing installed")
     return parser.parse_args(argv)
 
 
@@ -251,6 +254,10 @@ def run(options: argparse.Namespace) -> list[str]:
     steady = 2.0 if options.quick else options.steady
     if not Path("/usr/bin/etcd").exists():
         raise BenchError("/usr/bin/etcd is missing: run scripts/setup")
+    if options.provider == "ssh":
+        from bench.up_ssh import run_ssh
+
+        return run_ssh(options)
     with tempfile.TemporaryDirectory(prefix="corral-bench-up-") as tmp:
         cluster = LocalCluster(Path(tmp))
         cluster.write()

@@ -45,6 +45,11 @@ def remove(config_path: Path, state_dir: Path | None, force: bool) -> None:
     except StateError as exc:
         progress.fatal(str(exc))
         sys.exit(1)
+    if result.unreachable:
+        progress.fatal(f"nodes not cleaned up: {', '.join(result.unreachable)} (see above); the "
+                       f"state file is kept: fix what the warnings say, then run "
+                       f"`corral remove --config {config_path}` again")
+        sys.exit(1)
     if result.left_running:
         progress.fatal(f"processes still running: {result.left_running}: stop them, then run "
                        f"`corral remove --config {config_path}` again")

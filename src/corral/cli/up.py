@@ -74,7 +74,7 @@ def up(config_path: Path, dry_run: bool, state_dir: Path | None) -> None:
     The plan compares the file with the state file and with what runs (probes); a re-run
     changes only what differs, and continues where a failed run stopped.
     """
-    from corral.install.apply import Applier, ApplyError
+    from corral.install.apply import Applier, ApplyError, PreflightError
     from corral.install.desired import DesiredCluster
     from corral.install.prepare import prepare
     from corral.install.providers import ProviderError
@@ -85,15 +85,26 @@ def up(config_path: Path, dry_run: bool, state_dir: Path | None) -> None:
     progress = Progress()
     for warning in desired.warnings:
         progress.warn(warning)
+    prepared = None
     try:
-        prepared = prepare(desired, state_dir)
+        prepared = prepare(desired, state_dir, progress)
         if dry_run:
             progress.plain(f"Plan for {config_path} (provider {desired.provider}, node "
                            f"directories under {prepared.state.base_dir}); nothing is changed:")
+            for problem in prepared.preflight:
+                progress.plain(f"  problem: [preflight] {problem.line()}")
             for line in prepared.plan.render():
                 progress.plain(f"  {line}")
-            sys.exit(1 if prepared.plan.problems else 0)
+            sys.exit(1 if prepared.plan.problems or prepared.preflight else 0)
         result = Applier(prepared, progress).run()
+    except PreflightError as exc:
+        for problem in exc.problems:
+            progress.fatal(f"node [{problem.node}]: {problem.message}", "preflight")
+            progress.fatal(f"fix: {problem.fix}", "preflight")
+        progress.fatal(f"{len(exc.problems)} preflight problem(s); nothing was changed on any "
+                       f"node: fix them, then run `corral up --config {config_path}` again",
+                       "preflight")
+        sys.exit(1)
     except ApplyError as exc:
         where = f"node [{exc.node}]: " if exc.node and exc.node != LB_NODE else ""
         progress.fatal(f"{where}{exc.message}", exc.phase)
@@ -105,6 +116,9 @@ def up(config_path: Path, dry_run: bool, state_dir: Path | None) -> None:
     except (ProviderError, StateError) as exc:
         progress.fatal(str(exc))
         sys.exit(1)
+    finally:
+        if prepared is not None:
+            prepared.provider.close()
     done = "Finished building the cluster successfully" if result.changed else (
         "The cluster already runs as the cluster file asks: nothing changed")
     progress.info(done)
@@ -125,8 +139,10 @@ def up(config_path: Path, dry_run: bool, state_dir: Path | None) -> None:
 @click.command(hidden=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--node-dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="The node's directory (its run/supervisor.json says what to run).")
-def supervise(node_dir: Path) -> None:
+@click.option("--log-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the services' logs go. [default: <node-dir>/logs]")
+def supervise(node_dir: Path, log_dir: Path | None) -> None:
     """Run one node's services (started by `corral up`; not for direct use)."""
     from corral.install.supervisor import run_supervisor
 
-    sys.exit(run_supervisor(node_dir))
+    sys.exit(run_supervisor(node_dir, log_dir))

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,10 @@ from corral.install.desired import NodeSpec
 from corral.install.heartbeat import connect as connect_store
 from corral.install.outputs import lb_config_path, nginx_config_path
 from corral.install.plan import TITLES, Step
-from corral.install.prepare import Output, Prepared
+from corral.install.prepare import Output, Prepared, probe_for
 from corral.install.probes import check
 from corral.install.progress import Progress
-from corral.install.providers.base import FileSpec, NodePaths
+from corral.install.providers.base import FileSpec, NodePaths, NodeProblem, Provider
 from corral.install.services import (
     CA_FILE,
     CLIENT_CERT,
@@ -43,7 +44,6 @@ from corral.install.supervisor_spec import (
     HeartbeatSpec,
     ServiceEntry,
     SupervisorSpec,
-    read_spec,
     spec_json,
 )
 from corral.server.backend import DEFAULT_ETCD_PREFIX
@@ -76,6 +76,14 @@ class ApplyError(Exception):
         self.phase, self.node, self.message, self.fix, self.log = phase, node, message, fix, log
 
 
+class PreflightError(Exception):
+    """Nodes failed their checks before anything changed: every problem, each with its fix."""
+
+    def __init__(self, problems: list[NodeProblem]) -> None:
+        super().__init__("; ".join(p.line() for p in problems))
+        self.problems = problems
+
+
 @dataclass
 class ApplyResult:
     """What the run did and what to tell the user."""
@@ -87,18 +95,20 @@ class ApplyResult:
     written: list[Path] = field(default_factory=list)
 
 
-def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    """The last lines of a log file ("" when there is none)."""
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES, data: bytes | None = None) -> str:
+    """The last lines of a log file, or of its content `data` ("" when there is none)."""
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        text = data.decode(errors="replace") if data is not None else path.read_text(
+            errors="replace")
     except OSError:
         return ""
+    return "\n".join(text.splitlines()[-lines:])
 
 
-def _service_status(paths: NodePaths, service: str) -> dict[str, Any]:
+def _service_status(provider: Provider, paths: NodePaths, service: str) -> dict[str, Any]:
     """The supervisor's last word on `service` (with the file's `updatedAt`), {} if none."""
     try:
-        data = json.loads(paths.status.read_text())
+        data = json.loads(provider.read_file(paths, paths.status) or b"")
         entry = dict(data["services"][service])
         entry["updatedAt"] = float(data["updatedAt"])
         return entry
@@ -106,13 +116,12 @@ def _service_status(paths: NodePaths, service: str) -> dict[str, Any]:
         return {}
 
 
-def _restarts(paths: NodePaths, service: str) -> int:
-    return int(_service_status(paths, service).get("restarts", 0))
+def _restarts(entry: dict[str, Any]) -> int:
+    return int(entry.get("restarts", 0))
 
 
-def _runs(paths: NodePaths, service: str, digest: str, since: float) -> bool:
-    """True once the supervisor reports `service` running with `digest`, after `since`."""
-    entry = _service_status(paths, service)
+def _runs(entry: dict[str, Any], digest: str, since: float) -> bool:
+    """True once the supervisor reports the service running with `digest`, after `since`."""
     return (
         entry.get("updatedAt", 0.0) >= since
         and entry.get("digest") == digest
@@ -151,12 +160,20 @@ class Applier:
             address=node.address,
             internal_address=node.internal_address,
             endpoints=etcd_endpoints(self.prep.desired),
-            cafile=str(paths.root / CA_FILE),
-            certfile=str(paths.root / CLIENT_CERT),
-            keyfile=str(paths.root / CLIENT_KEY),
+            cafile=str(paths.file(CA_FILE)),
+            certfile=str(paths.file(CLIENT_CERT)),
+            keyfile=str(paths.file(CLIENT_KEY)),
             prefix=DEFAULT_ETCD_PREFIX,
             labels=dict(node.labels),
         )
+
+    def _read_spec(self, paths: NodePaths) -> SupervisorSpec:
+        data = self.prep.provider.read_file(paths, paths.supervisor_spec)
+        return SupervisorSpec.from_json(json.loads(data)) if data else SupervisorSpec(())
+
+    def _log_tail(self, paths: NodePaths, service: str) -> str:
+        log = paths.log(service)
+        return log_tail(log, data=self.prep.provider.read_file(paths, log) or b"")
 
     def _write_spec(self, node: str, entries: dict[str, ServiceEntry]) -> None:
         paths = self._paths(node)
@@ -206,10 +223,10 @@ class Applier:
         paths = self._paths(step.node)
         where = "" if step.node == LB_NODE else f" on node [{step.node}]"
         self.progress.info(f"{VERB[step.action]} {TITLES[step.service]}{where}", step.phase)
-        self.launched[step] = time.time() - CLOCK_SLACK_S
+        self.launched[step] = self.prep.provider.node_time(paths) - CLOCK_SLACK_S
         try:
             self.prep.provider.write_files(paths, spec.files)
-            entries = {e.name: e for e in read_spec(paths).services}
+            entries = {e.name: e for e in self._read_spec(paths).services}
             entries[spec.name] = ServiceEntry(spec.name, spec.argv, spec.env, spec.health,
                                               spec.digest)
             self._write_spec(step.node, entries)
@@ -220,16 +237,19 @@ class Applier:
     async def _wait_one(self, step: Step) -> tuple[Step, bool, str, float]:
         spec = self._spec(step.node, step.service)
         paths = self._paths(step.node)
+        provider = self.prep.provider
+        probe = probe_for(provider, paths, spec.health)
         started = time.monotonic()
-        base = _restarts(paths, spec.name)
+        base = _restarts(await asyncio.to_thread(_service_status, provider, paths, spec.name))
         detail = "the supervisor has not started it"
         while time.monotonic() - started < PHASE_TIMEOUT_S:
-            if _restarts(paths, spec.name) - base >= FAIL_FAST_RESTARTS:
+            entry = await asyncio.to_thread(_service_status, provider, paths, spec.name)
+            if _restarts(entry) - base >= FAIL_FAST_RESTARTS:
                 return step, False, f"exited {FAIL_FAST_RESTARTS} times ({detail})", 0.0
-            if not _runs(paths, spec.name, spec.digest, self.launched.get(step, 0.0)):
+            if not _runs(entry, spec.digest, self.launched.get(step, 0.0)):
                 await asyncio.sleep(POLL_S)
                 continue
-            ok, detail = await check(spec.health)
+            ok, detail = await check(probe)
             if ok:
                 return step, True, "", time.monotonic() - started
             await asyncio.sleep(POLL_S)
@@ -251,16 +271,19 @@ class Applier:
                 failures.append((step, detail))
         if failures:
             step, detail = failures[0]
-            log = self._paths(step.node).log(step.service)
+            paths = self._paths(step.node)
+            log = paths.log(step.service)
             raise ApplyError(step.phase, step.node, f"{TITLES[step.service]} {detail}",
-                             f"{FIXES[step.service]}; see {log}", log_tail(log))
+                             f"{FIXES[step.service]}; see {log}",
+                             self._log_tail(paths, step.service))
 
     def _phase(self, phase: str) -> None:
         steps = [s for s in self.prep.plan.in_phase(phase) if s.action in VERB]
         together = [s for s in steps if s.action != "change"]
-        for step in together:
-            self._launch(step)
-        if together:
+        if together:  # every node at once (a remote node's launch is a few round trips)
+            with ThreadPoolExecutor(max_workers=len(together)) as pool:
+                for future in [pool.submit(self._launch, step) for step in together]:
+                    future.result()
             self._wait(together)
         for step in (s for s in steps if s.action == "change"):
             self._launch(step)
@@ -275,7 +298,8 @@ class Applier:
             paths = self._paths(step.node)
             self.progress.info(f"Removing {TITLES.get(step.service, step.service)} from node "
                                f"[{step.node}]", "remove")
-            entries = {e.name: e for e in read_spec(paths).services if e.name != step.service}
+            entries = {e.name: e for e in self._read_spec(paths).services
+                       if e.name != step.service}
             self._write_spec(step.node, entries)
             self._record(step.node, step.service, None)
             self.counts["remove"] += 1
@@ -293,8 +317,13 @@ class Applier:
 
     async def _forget(self, names: list[str]) -> None:
         node = self.prep.desired.nodes_with("etcd")[0]
+        paths = self._paths(node.name)
+        local = self.prep.provider.local_path
+        beat = self._heartbeat(node, paths)
+        beat = replace(beat, cafile=local(paths, beat.cafile), certfile=local(paths, beat.certfile),
+                       keyfile=local(paths, beat.keyfile))
         with contextlib.suppress(Exception):
-            store = await connect_store(self._heartbeat(node, self._paths(node.name)))
+            store = await connect_store(beat)
             try:
                 for name in names:
                     if name != LB_NODE:
@@ -373,8 +402,11 @@ class Applier:
         if plan.problems:
             raise ApplyError("plan", "", "; ".join(plan.problems),
                              f"edit {self.prep.desired.source.name} as each problem says")
+        if self.prep.preflight:
+            raise PreflightError(self.prep.preflight)
         nothing = not plan.service_changes
         self.progress.info(plan.summary() if nothing else "Building the cluster")
+        self.prep.provider.install(self.progress)
         self._certificates()
         for phase in ("etcd", "server", "ingress"):
             self._phase(phase)

@@ -13,9 +13,11 @@ from typing import Literal
 Role = Literal["controlplane", "etcd", "worker"]
 ROLES: tuple[Role, ...] = ("controlplane", "etcd", "worker")
 ProviderName = Literal["local", "ssh"]
+HostKeyChecking = Literal["strict", "accept-new", "off"]
 
 # Defaults, named once (RKE's and Rancher's values where they have one)
 DEFAULT_SSH_PORT = 22
+DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"  # OpenSSH's UserKnownHostsFile
 DEFAULT_CLUSTER_NAME = "local"  # RKE's default cluster_name
 DEFAULT_PROXY_CONNECT_TIMEOUT_S = 30.0  # Rancher's template annotation proxy-connect-timeout
 DEFAULT_PROXY_READ_TIMEOUT_S = 1800.0  # proxy-read-timeout in Rancher's template
@@ -36,6 +38,7 @@ class NodeSpec:
     port: int = DEFAULT_SSH_PORT
     ssh_key_path: Path | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+    ssh_agent_auth: bool = False  # also offer the keys of the SSH agent (SSH_AUTH_SOCK)
 
     def has(self, role: Role) -> bool:
         """True when the node carries `role`."""
@@ -89,6 +92,26 @@ class SnapshotSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class BastionSpec:
+    """RKE's `bastion_host`: the SSH jump host every node is reached through."""
+
+    address: str
+    port: int = DEFAULT_SSH_PORT
+    user: str = "root"
+    ssh_key_path: Path | None = None
+    ssh_agent_auth: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SshOptions:
+    """How the SSH provider checks the nodes' host keys, and the bastion host (if any)."""
+
+    known_hosts: Path | None = None  # None: DEFAULT_KNOWN_HOSTS
+    host_key_checking: HostKeyChecking = "strict"  # accept-new: trust unknown hosts once
+    bastion: BastionSpec | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class DesiredCluster:
     """Everything `corral up` is asked to build."""
 
@@ -101,6 +124,7 @@ class DesiredCluster:
     load_balancer: LoadBalancerSpec | None = None
     snapshots: SnapshotSpec = field(default_factory=SnapshotSpec)
     private_registry: str = ""  # first `private_registries[].url`, "" none
+    ssh: SshOptions = field(default_factory=SshOptions)
     warnings: tuple[str, ...] = ()  # RKE keys Corral does not use, ignored objects
 
     @property

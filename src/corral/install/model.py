@@ -72,8 +72,7 @@ class Node(RkeModel):
     """`nodes[]`: one host (RKE's RKEConfigNode)."""
 
     RKE_UNUSED = (
-        "nodeName", "docker_socket", "ssh_agent_auth", "ssh_key", "ssh_cert", "ssh_cert_path",
-        "taints",
+        "nodeName", "docker_socket", "ssh_key", "ssh_cert", "ssh_cert_path", "taints",
     )
 
     address: str | None = Field(default=None, description="the IP address or hostname of the node")
@@ -88,13 +87,31 @@ class Node(RkeModel):
     user: str | None = Field(default=None, description="the SSH user (usually root)")
     ssh_key_path: str | None = Field(default=None, description="the SSH private key file")
     labels: dict[str, str] = Field(default_factory=dict)
+    ssh_agent_auth: bool | None = Field(
+        default=None, description="also log in with the SSH agent's keys (SSH_AUTH_SOCK)"
+    )
     node_name: Any = Field(default=None, alias="nodeName")
     docker_socket: Any = _unused()
-    ssh_agent_auth: Any = _unused()
     ssh_key: Any = _unused()
     ssh_cert: Any = _unused()
     ssh_cert_path: Any = _unused()
     taints: Any = _unused()
+
+
+class BastionHost(RkeModel):
+    """`bastion_host`: the SSH jump host the nodes are reached through (RKE's BastionHost)."""
+
+    RKE_UNUSED = ("ssh_key", "ssh_cert", "ssh_cert_path", "ignore_proxy_env_vars")
+
+    address: str | None = Field(default=None, description="the bastion's address or hostname")
+    port: Port = Field(default=DEFAULT_SSH_PORT, description="its SSH port (22)")
+    user: str | None = Field(default=None, description="the SSH user on the bastion")
+    ssh_key_path: str | None = Field(default=None, description="the key for the bastion")
+    ssh_agent_auth: bool | None = None
+    ssh_key: Any = _unused()
+    ssh_cert: Any = _unused()
+    ssh_cert_path: Any = _unused()
+    ignore_proxy_env_vars: Any = _unused()
 
 
 class BackupConfig(RkeModel):
@@ -211,14 +228,14 @@ class LoadBalancer(RkeModel):
 
 
 class ClusterFile(RkeModel):
-    """The whole cluster file (RKE's RancherKubernetesEngineConfig, plus `provider` and
-    `load_balancer`)."""
+    """The whole cluster file (RKE's RancherKubernetesEngineConfig, plus `provider`,
+    `load_balancer`, `ssh_known_hosts_path` and `ssh_strict_host_key_checking`)."""
 
     RKE_UNUSED = (
         "network", "authentication", "authorization", "system_images", "kubernetes_version",
-        "ignore_docker_version", "enable_cri_dockerd", "ssh_cert_path", "ssh_agent_auth",
-        "cloud_provider", "prefix_path", "win_prefix_path", "addon_job_timeout", "bastion_host",
-        "monitoring", "restore", "rotate_certificates", "dns", "upgrade_strategy",
+        "ignore_docker_version", "enable_cri_dockerd", "ssh_cert_path", "cloud_provider",
+        "prefix_path", "win_prefix_path", "addon_job_timeout", "monitoring", "restore",
+        "rotate_certificates", "dns", "upgrade_strategy",
     )
 
     nodes: list[Node] = Field(default_factory=list)
@@ -233,6 +250,14 @@ class ClusterFile(RkeModel):
     )
     provider: Literal["local", "ssh"] = "ssh"
     load_balancer: LoadBalancer | None = None
+    ssh_agent_auth: bool = Field(default=False, description="log in with the SSH agent's keys")
+    bastion_host: BastionHost | None = None
+    ssh_known_hosts_path: str | None = Field(
+        default=None, description="OpenSSH known_hosts file with the nodes' host keys"
+    )
+    ssh_strict_host_key_checking: bool | Literal["accept-new"] = Field(
+        default=True, description="true, accept-new (trust a new host once) or false (no check)"
+    )
     network: Any = _unused()
     authentication: Any = _unused()
     authorization: Any = _unused()
@@ -241,12 +266,10 @@ class ClusterFile(RkeModel):
     ignore_docker_version: Any = _unused()
     enable_cri_dockerd: Any = _unused()
     ssh_cert_path: Any = _unused()
-    ssh_agent_auth: Any = _unused()
     cloud_provider: Any = _unused()
     prefix_path: Any = _unused()
     win_prefix_path: Any = _unused()
     addon_job_timeout: Any = _unused()
-    bastion_host: Any = _unused()
     monitoring: Any = _unused()
     restore: Any = _unused()
     rotate_certificates: Any = _unused()

@@ -6,7 +6,7 @@ plan. Reads only (the probes are GETs and TCP connects): `--dry-run` stops here.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from corral.install.cluster_pki import ClusterPki, ensure_pki
@@ -31,10 +31,13 @@ from corral.install.plan import (
     make_plan,
 )
 from corral.install.probes import check
-from corral.install.providers import Provider, provider_for
+from corral.install.progress import Progress
+from corral.install.providers import Provider, ProviderError, provider_for
+from corral.install.providers.base import NodePaths, NodeProblem
 from corral.install.services import (
     LB_CERT_FILE,
     LB_KEY_FILE,
+    HealthProbe,
     ServiceContext,
     ServiceSpec,
     lb_address,
@@ -71,6 +74,7 @@ class Prepared:
     outputs: list[Output]  # lb.yml and nginx.conf (the kubeconfig comes after the token)
     probes: dict[str, NodeProbe]
     plan: Plan
+    preflight: list[NodeProblem] = field(default_factory=list)  # what stops the nodes
 
     @property
     def state_file(self) -> Path:
@@ -141,15 +145,31 @@ def _output_changes(outputs: list[Output]) -> dict[str, str]:
     return changes
 
 
+def probe_for(provider: Provider, paths: NodePaths, probe: HealthProbe) -> HealthProbe:
+    """`probe` as this machine runs it: the files it names where this machine has them."""
+    local = provider.local_path
+    return replace(probe, cafile=local(paths, probe.cafile) if probe.cafile else "",
+                   certfile=local(paths, probe.certfile) if probe.certfile else "",
+                   keyfile=local(paths, probe.keyfile) if probe.keyfile else "")
+
+
 async def probe_nodes(
-    provider: Provider, services: dict[str, tuple[ServiceSpec, ...]], extra: list[str]
+    provider: Provider, services: dict[str, tuple[ServiceSpec, ...]], extra: list[str],
+    unreachable: frozenset[str] = frozenset(),
 ) -> dict[str, NodeProbe]:
-    """The live state of every node: its supervisor, and each service's health probe."""
+    """The live state of every node: its supervisor, and each service's health probe (a node
+    in `unreachable` is down without asking it)."""
 
     async def one(name: str, specs: tuple[ServiceSpec, ...]) -> NodeProbe:
+        if name in unreachable:
+            return NodeProbe(False, {s.name: (False, "node unreachable") for s in specs})
         paths = provider.lb_paths() if name == LB_NODE else provider.node_paths(name)
-        running = await asyncio.to_thread(provider.supervisor_running, paths)
-        results = await asyncio.gather(*(check(spec.health) for spec in specs))
+        try:
+            running = await asyncio.to_thread(provider.supervisor_running, paths)
+        except ProviderError as exc:
+            return NodeProbe(False, {s.name: (False, str(exc)) for s in specs})
+        results = await asyncio.gather(*(check(probe_for(provider, paths, spec.health))
+                                         for spec in specs))
         return NodeProbe(running, {s.name: r for s, r in zip(specs, results, strict=True)})
 
     names = list(services) + [n for n in extra if n not in services]
@@ -157,16 +177,33 @@ async def probe_nodes(
     return dict(zip(names, found, strict=True))
 
 
-def prepare(desired: DesiredCluster, state_dir: Path | None = None) -> Prepared:
-    """Read the state, build every service, probe the nodes and make the plan."""
+def prepare(
+    desired: DesiredCluster, state_dir: Path | None = None, progress: Progress | None = None
+) -> Prepared:
+    """Read the state, check the nodes (preflight), build every service, probe the nodes and
+    make the plan. The caller closes `Prepared.provider` when done."""
     recorded = load_state(state_path(desired))
     base_dir, base_problem = choose_base_dir(desired, recorded, state_dir)
     provider = provider_for(desired, base_dir)
+    try:
+        return _prepare(desired, provider, recorded, base_dir, base_problem,
+                        progress or Progress())
+    except BaseException:
+        provider.close()
+        raise
+
+
+def _prepare(
+    desired: DesiredCluster, provider: Provider, recorded: ClusterState | None, base_dir: Path,
+    base_problem: str, progress: Progress,
+) -> Prepared:
     problems = [base_problem] if base_problem else []
     for node in desired.nodes:
         problems += provider.check_node(node)
         if node.name == LB_NODE:
             problems.append(f"node {node.name}: the name {LB_NODE} is Corral's own; rename it")
+    preflight = provider.preflight(desired, progress) if not problems else []
+    unreachable = frozenset(p.node for p in preflight)
     listeners = lb_listeners(desired)
     recorded_pki: ClusterPki | None = recorded.pki if recorded else None
     pki, pki_changes = ensure_pki(desired, recorded_pki, lb_host=listeners.https[0])
@@ -189,6 +226,8 @@ def prepare(desired: DesiredCluster, state_dir: Path | None = None) -> Prepared:
         trusted_proxies=provider.trusted_proxies(desired),
         server_url=server_url(desired.fqdn, port),
         lb_root=provider.lb_paths().root,
+        corral=provider.corral_command(),
+        etcd_binary=provider.etcd_binary(),
     )
     endpoints = [provider.ingress_endpoint(n) for n in desired.nodes_with("worker")]
     certificate = lb_certificate(desired, provider)
@@ -203,10 +242,10 @@ def prepare(desired: DesiredCluster, state_dir: Path | None = None) -> Prepared:
         services = {node.name: node_services(ctx, node) for node in desired.nodes}
         if desired.load_balancer is not None:
             services[LB_NODE] = (lb_service(ctx, lb_config_path(desired), lb_text),)
-    probes = asyncio.run(probe_nodes(provider, services, list(state.nodes)))
+    probes = asyncio.run(probe_nodes(provider, services, list(state.nodes), unreachable))
     prepared = Prepared(
         desired, provider, state, recorded is None, pki_changes, ctx, services,
-        {n.name: n for n in desired.nodes}, outputs, probes, Plan(()),
+        {n.name: n for n in desired.nodes}, outputs, probes, Plan(()), preflight,
     )
     changes = _output_changes([*outputs, prepared.kubeconfig(state.admin_token)])
     prepared.plan = make_plan(PlanInput(

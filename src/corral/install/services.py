@@ -29,9 +29,9 @@ from corral.install.cluster_pki import (
 )
 from corral.install.desired import DesiredCluster, NodeSpec
 from corral.install.ingress_file import ingress_config_for
-from corral.install.providers.base import FileSpec, NodePaths
+from corral.install.providers.base import LOCAL_ETCD_BINARY, FileSpec, NodePaths
 
-ETCD_BINARY = "/usr/bin/etcd"
+ETCD_BINARY = LOCAL_ETCD_BINARY  # the local provider's; the SSH provider's is in its release
 ETCD_CLIENT_PORT = 2379  # etcd's own defaults
 ETCD_PEER_PORT = 2380
 SERVER_HTTP_PORT = 8080  # the node's address:80 belongs to its ingress
@@ -144,7 +144,9 @@ class ServiceContext:
     trusted_proxies: tuple[str, ...]
     server_url: str  # https://FQDN[:port], what clients use
     lb_root: Path = Path()  # the external load balancer's directory
-    corral: tuple[str, ...] = (sys.executable, "-m", "corral.cli.main")
+    corral: tuple[str, ...] = (sys.executable, "-m", "corral.cli.main")  # on the nodes
+    etcd_binary: str = ETCD_BINARY
+    lb_corral: tuple[str, ...] = (sys.executable, "-m", "corral.cli.main")  # on this machine
 
 
 def member_name(node: str) -> str:
@@ -202,9 +204,9 @@ def etcd_service(ctx: ServiceContext, node: NodeSpec) -> ServiceSpec:
     paths = ctx.paths(node.name)
     members = [_node(ctx.desired, name) for name in ctx.etcd_members]
     initial = ",".join(f"{member_name(m.name)}={etcd_peer_url(m)}" for m in members)
-    ca, cert, key = (str(paths.root / p) for p in (CA_FILE, ETCD_CERT, ETCD_KEY))
+    ca, cert, key = (str(paths.file(p)) for p in (CA_FILE, ETCD_CERT, ETCD_KEY))
     argv = (
-        ETCD_BINARY,
+        ctx.etcd_binary,
         f"--name={member_name(node.name)}",
         f"--data-dir={paths.etcd_data}",
         f"--listen-client-urls={etcd_client_url(node)}",
@@ -231,8 +233,8 @@ def etcd_service(ctx: ServiceContext, node: NodeSpec) -> ServiceSpec:
         f"{etcd_client_url(node)}/health",
         expect='"health":"true"',
         cafile=ca,
-        certfile=str(paths.root / CLIENT_CERT),
-        keyfile=str(paths.root / CLIENT_KEY),
+        certfile=str(paths.file(CLIENT_CERT)),
+        keyfile=str(paths.file(CLIENT_KEY)),
     )
     files = {**client, **_pem_files(ctx, etcd_cert_name(node.name), ETCD_CERT, ETCD_KEY)}
     return ServiceSpec("etcd", argv, {}, probe, files)
@@ -273,9 +275,9 @@ def server_service(ctx: ServiceContext, node: NodeSpec) -> ServiceSpec:
         "--tls-dir", str(paths.server_tls),
         "--server-url", ctx.server_url,
         "--etcd-servers", ",".join(etcd_endpoints(ctx.desired)),
-        "--etcd-cafile", str(paths.root / CA_FILE),
-        "--etcd-certfile", str(paths.root / CLIENT_CERT),
-        "--etcd-keyfile", str(paths.root / CLIENT_KEY),
+        "--etcd-cafile", str(paths.file(CA_FILE)),
+        "--etcd-certfile", str(paths.file(CLIENT_CERT)),
+        "--etcd-keyfile", str(paths.file(CLIENT_KEY)),
     ]
     if no_cacerts:
         argv.append("--no-cacerts")
@@ -295,7 +297,7 @@ def ingress_service(ctx: ServiceContext, node: NodeSpec) -> ServiceSpec:
     upstreams = [server_endpoint(n) for n in ctx.desired.nodes_with("controlplane")]
     config = ingress_config_for(ctx.desired, node, upstreams, ctx.trusted_proxies)
     text = ingress_yaml(config).encode()
-    argv = (*ctx.corral, "ingress", "--config", str(paths.root / INGRESS_FILE))
+    argv = (*ctx.corral, "ingress", "--config", str(paths.file(INGRESS_FILE)))
     address, port = config.address
     shown = address if address != "0.0.0.0" else node.internal_address
     # through the ingress to a server, as the external load balancer checks it (a TCP connect
@@ -361,7 +363,7 @@ def lb_service(ctx: ServiceContext, config_path: Path, config_text: bytes) -> Se
     )
     return ServiceSpec(
         "lb",
-        (*ctx.corral, "lb", "--config", str(config_path)),
+        (*ctx.lb_corral, "lb", "--config", str(config_path)),
         {"PYTHONUNBUFFERED": "1"},
         probe,
         {**lb_files(ctx), **trust},

@@ -179,18 +179,29 @@ def _describe_exit(code: int) -> str:
     return f"code {code}"
 
 
+def _namespace(pid: int | str) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/mnt")
+    except OSError:
+        return ""
+
+
 def kill_leftovers(paths: NodePaths) -> int:
     """SIGKILL every process a previous supervisor of this node left behind (found by its
-    CORRAL_NODE_DIR); returns how many."""
+    CORRAL_NODE_DIR, in this mount namespace: another namespace's /var/lib/corral is another
+    node's); returns how many."""
     import psutil
 
     root = str(paths.root)
+    own = _namespace("self")
     killed = 0
     for proc in psutil.process_iter():
         if proc.pid == os.getpid():
             continue
         try:
             if proc.status() == psutil.STATUS_ZOMBIE or proc.environ().get(NODE_DIR_ENV) != root:
+                continue
+            if _namespace(proc.pid) != own:
                 continue
             proc.kill()
             killed += 1
@@ -401,9 +412,10 @@ def _take_lock(fd: int) -> bool:
             time.sleep(0.01)
 
 
-def run_supervisor(root: Path) -> int:
-    """The `corral supervise` process: take the node's lock, clear leftovers, supervise."""
-    paths = NodePaths(root.resolve())
+def run_supervisor(root: Path, log_dir: Path | None = None) -> int:
+    """The `corral supervise` process: take the node's lock, clear leftovers, supervise
+    (service logs in `log_dir`, default `<root>/logs`)."""
+    paths = NodePaths(root.resolve(), log_root=log_dir.resolve() if log_dir else None)
     paths.run.mkdir(parents=True, exist_ok=True)
     lock_fd = os.open(paths.supervisor_lock, os.O_RDWR | os.O_CREAT, 0o600)
     if not _take_lock(lock_fd):

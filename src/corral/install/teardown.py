@@ -14,12 +14,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from corral.install.outputs import LB_SUFFIX, NGINX_SUFFIX
 from corral.install.prepare import BASE_DIR_SUFFIX
 from corral.install.progress import Progress
 from corral.install.providers.base import NodePaths
 from corral.install.providers.local import LocalProvider
-from corral.install.state import STATE_SUFFIX, load_state
+from corral.install.state import STATE_SUFFIX, ClusterState, load_state
 
 STOP_TIMEOUT_S = 4.0  # graceful stop first; the data is deleted next, so no long drain
 
@@ -31,6 +33,7 @@ class RemoveResult:
     stopped: list[str] = field(default_factory=list)
     deleted: list[Path] = field(default_factory=list)
     left_running: list[int] = field(default_factory=list)
+    unreachable: list[str] = field(default_factory=list)  # SSH nodes that could not be cleaned
 
 
 def output_files(cluster_file: Path) -> list[Path]:
@@ -53,6 +56,17 @@ def base_dir_of(cluster_file: Path, state_dir: Path | None) -> Path:
     return (state_dir or cluster_file.with_name(cluster_file.stem + BASE_DIR_SUFFIX)).resolve()
 
 
+def _provider_of(cluster_file: Path, state: ClusterState | None) -> str:
+    """The state file's provider, else the cluster file's `provider:` (RKE's default ssh)."""
+    if state is not None:
+        return state.provider
+    try:
+        raw = yaml.safe_load(cluster_file.read_text())
+    except (OSError, yaml.YAMLError):
+        return "local"  # nothing to reach: only what is in the base directory
+    return str(raw.get("provider", "ssh")) if isinstance(raw, dict) else "local"
+
+
 def _node_dirs(base: Path) -> list[NodePaths]:
     found = [NodePaths(base / "lb")] if (base / "lb").is_dir() else []
     nodes = base / "nodes"
@@ -67,6 +81,7 @@ def remove_cluster(
     """Stop the load balancer, then every node; delete their directories and the outputs."""
     result = RemoveResult()
     base = base_dir_of(cluster_file, state_dir)
+    state = load_state(cluster_file.with_name(cluster_file.stem + STATE_SUFFIX))
     provider = LocalProvider(base)
     progress.info("Tearing down the cluster")
     found = _node_dirs(base)
@@ -99,10 +114,17 @@ def remove_cluster(
         provider.delete_node(paths)
         progress.info(f"Deleted {paths.root}", "remove")
         result.deleted.append(paths.root)
-    if base.is_dir() and not result.left_running:
+    if _provider_of(cluster_file, state) == "ssh":
+        from corral.install.ssh_teardown import remove_nodes
+
+        removed, left, failed = remove_nodes(cluster_file, state, base, progress)
+        result.stopped += [f"node [{name}]" for name in removed]
+        result.left_running += left
+        result.unreachable += failed
+    if base.is_dir() and not result.left_running and not result.unreachable:
         shutil.rmtree(base, ignore_errors=True)
         result.deleted.append(base)
-    for path in output_files(cluster_file):
+    for path in output_files(cluster_file) if not result.unreachable else []:
         if path.exists():
             path.unlink()
             progress.info(f"Deleted {path.name}", "remove")

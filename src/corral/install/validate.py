@@ -34,8 +34,11 @@ from corral.install.desired import (
 )
 from corral.install.model import ClusterFile, RkeModel
 from corral.install.placeholders import placeholder_in, placeholder_problems, tab_problems
+from corral.install.validate_ssh import agent_auth as _agent
+from corral.install.validate_ssh import host_key as _key
+from corral.install.validate_ssh import resolve_path as _resolve
+from corral.install.validate_ssh import ssh_options, validate_ssh_keys
 
-RKE_DEFAULT_SSH_KEY = "~/.ssh/id_rsa"
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 _RFC1123 = (
     "[a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or "
@@ -119,6 +122,7 @@ def desired_cluster(loaded: Cluster, root: yaml.Node, file: Path) -> DesiredClus
         source=file, cluster_name=model.cluster_name, provider=model.provider,
         nodes=build_nodes(model, file.parent), server=server, ingress=ingress,
         load_balancer=lb, snapshots=snapshots, private_registry=private_registry(model),
+        ssh=ssh_options(model, file.parent),
         warnings=tuple(str(w) for w in _ordered(out.warnings, source)),
     )
 
@@ -133,7 +137,7 @@ def validate_unused(loaded: Cluster) -> list[Problem]:
     sections: list[tuple[Loc, RkeModel | None]] = [
         ((), model), (("services",), model.services), (("services", "etcd"), model.services.etcd),
         (("services", "etcd", "backup_config"), model.services.etcd.backup_config),
-        (("ingress",), model.ingress),
+        (("ingress",), model.ingress), (("bastion_host",), model.bastion_host),
     ]
     sections += [(("nodes", i), node) for i, node in enumerate(model.nodes)]
     sections += [(("private_registries", i), r) for i, r in enumerate(model.private_registries)]
@@ -255,35 +259,6 @@ def validate_local(loaded: Cluster) -> list[Problem]:
                     ("nodes", i, key), f"{value} is not in 127.0.0.0/8: provider local runs "
                     "every node on this machine, each on its own loopback address",
                     "use 127.0.1.1, 127.0.1.2, … (one per node), or `provider: ssh`"))
-    return problems
-
-
-def _resolve(path: str, base: Path) -> Path:
-    """`~` expanded; a relative path is relative to the cluster file's directory."""
-    resolved = Path(path).expanduser()
-    return resolved if resolved.is_absolute() else base / resolved
-
-
-def validate_ssh_keys(loaded: Cluster, base: Path) -> list[Problem]:
-    """`provider: ssh`: each node's SSH key (its own, the cluster's, else RKE's default) exists."""
-    model = loaded.model
-    if model.provider != "ssh":
-        return []
-    problems, reported = [], set()
-    for i, node in enumerate(model.nodes):
-        loc: Loc
-        if node.ssh_key_path:
-            key, loc = node.ssh_key_path, ("nodes", i, "ssh_key_path")
-        elif model.ssh_key_path:
-            key, loc = model.ssh_key_path, ("ssh_key_path",)
-        else:
-            key, loc = RKE_DEFAULT_SSH_KEY, ("nodes", i)
-        if placeholder_in(key) or loc in reported or _resolve(key, base).is_file():
-            continue
-        reported.add(loc)
-        problems.append(loaded.problem(loc, f"the SSH key {key} does not exist",
-                        f"give the private key that logs in to the node (RKE's default is "
-                        f"{RKE_DEFAULT_SSH_KEY}); a relative path is relative to this file"))
     return problems
 
 
@@ -424,14 +399,14 @@ def build_nodes(model: ClusterFile, base: Path) -> tuple[NodeSpec, ...]:
     nodes = []
     for node in model.nodes:
         address = node.address or ""
-        key = node.ssh_key_path or model.ssh_key_path or RKE_DEFAULT_SSH_KEY
+        agent = _agent(node.ssh_agent_auth, model.ssh_agent_auth)
         nodes.append(NodeSpec(
             name=node.hostname_override or address, address=address,
             internal_address=node.internal_address or address,
             roles=frozenset(role for role in ROLES if role in node.role),
             user=node.user or "root", port=node.port,
-            ssh_key_path=_resolve(key, base) if model.provider == "ssh" else None,
-            labels=dict(node.labels),
+            ssh_key_path=_key(node.ssh_key_path, model, agent, base),
+            labels=dict(node.labels), ssh_agent_auth=agent,
         ))
     return tuple(nodes)
 
@@ -441,4 +416,3 @@ def private_registry(model: ClusterFile) -> str:
     registries = [r for r in model.private_registries if r.url]
     default = [r for r in registries if r.is_default]
     return (default or registries)[0].url if registries else ""
-

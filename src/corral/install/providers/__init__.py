@@ -1,4 +1,4 @@
-"""Where a node's services run: `local` (every node on this machine), later `ssh`."""
+"""Where a node's services run: `local` (every node on this machine) or `ssh` (RKE's way)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,11 @@ def provider_for(desired: DesiredCluster, base_dir: Path) -> Provider:
         from corral.install.providers.local import LocalProvider
 
         return LocalProvider(base_dir)
+    if desired.provider == "ssh":
+        from corral.install.providers.ssh import SshProvider
+
+        return SshProvider(desired, base_dir)
     raise ProviderError(
-        f"{desired.source}: provider {desired.provider!r} is not available in this version: "
-        "use `provider: local` (every node on this machine)"
+        f"{desired.source}: provider {desired.provider!r} is not known: use `provider: ssh` "
+        "(RKE's, the default) or `provider: local` (every node on this machine)"
     )

@@ -2,17 +2,29 @@
 
 A provider knows where a node's directories are, writes the files its services need, and starts,
 reloads and stops the node's supervisor (`corral.install.supervisor`), which runs the services.
-Everything above it (plan, apply) is the same for every provider.
+Everything above it (plan, apply) is the same for every provider. A provider that reaches its
+nodes over a network (`ssh`) also checks them before anything changes (`preflight`), installs
+Corral on them (`install`), reads their files (`read_file`) and says where this machine keeps a
+copy of the files its own probes need (`local_path`); the defaults are those of this machine.
 """
 
 from __future__ import annotations
 
 import abc
+import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from corral.install.desired import DesiredCluster, NodeSpec
+
+if TYPE_CHECKING:
+    from corral.install.progress import Progress
+
+LOCAL_ETCD_BINARY = "/usr/bin/etcd"
+CONFIG_DIRS = ("pki", "server-tls", "ingress")  # relative paths that go under `config`
 
 
 class ProviderError(Exception):
@@ -28,18 +40,51 @@ class FileSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class NodeProblem:
+    """What stops a node before anything changes (a preflight failure): the node, what is
+    wrong, and the fix."""
+
+    node: str
+    message: str
+    fix: str
+
+    def line(self) -> str:
+        """`node [name]: message — fix: fix`."""
+        return f"node [{self.node}]: {self.message} — fix: {self.fix}"
+
+
+@dataclass(frozen=True, slots=True)
 class NodePaths:
     """The directories and files of one node (or of the external load balancer).
 
-    Every path is under `root`; services get absolute paths on their command lines.
+    By default every path is under `root` (the local provider's one directory per node); a
+    node reached over SSH splits them the usual Linux way: configuration and certificates under
+    `config_root` (/etc/corral), logs under `log_root` (/var/log/corral), absolute paths of the
+    cluster file at themselves (`rootfs_root` /). Services get absolute paths on their command
+    lines. `node` names the node ("" for the external load balancer).
     """
 
     root: Path
+    node: str = ""
+    config_root: Path | None = None
+    log_root: Path | None = None
+    rootfs_root: Path | None = None
+
+    @property
+    def config(self) -> Path:
+        """Where pki/, server-tls/ and ingress/ are."""
+        return self.config_root or self.root
+
+    def file(self, relative: str) -> Path:
+        """A file given relative to the node (`pki/ca.pem`, `run/supervisor.json`) as the
+        absolute path it has on the node."""
+        top = relative.split("/", 1)[0]
+        return (self.config if top in CONFIG_DIRS else self.root) / relative
 
     @property
     def pki(self) -> Path:
         """Certificates and keys from the cluster CA."""
-        return self.root / "pki"
+        return self.config / "pki"
 
     @property
     def etcd_data(self) -> Path:
@@ -54,22 +99,22 @@ class NodePaths:
     @property
     def server_tls(self) -> Path:
         """`corral server --tls-dir` (cert.pem, key.pem, cacerts.pem)."""
-        return self.root / "server-tls"
+        return self.config / "server-tls"
 
     @property
     def ingress_config(self) -> Path:
         """`corral ingress --config`."""
-        return self.root / "ingress" / "ingress.yml"
+        return self.config / "ingress" / "ingress.yml"
 
     @property
     def rootfs(self) -> Path:
         """Where absolute paths of the cluster file (AUDIT_LOG_PATH, …) land on this node."""
-        return self.root / "rootfs"
+        return self.rootfs_root or self.root / "rootfs"
 
     @property
     def logs(self) -> Path:
         """One log file per service, and the supervisor's."""
-        return self.root / "logs"
+        return self.log_root or self.root / "logs"
 
     def log(self, service: str) -> Path:
         """The log file of `service`."""
@@ -159,3 +204,42 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     def node_processes(self, paths: NodePaths) -> list[int]:
         """The pids of every live process of the node (supervisor and services)."""
+
+    # -- what a remote provider does more; the defaults are this machine's ----------------------
+
+    def preflight(self, desired: DesiredCluster, progress: Progress) -> list[NodeProblem]:
+        """Check every node before anything changes (reachable, software, rights, ports, disk,
+        clock); the problems found (empty: go on)."""
+        return []
+
+    def install(self, progress: Progress) -> None:
+        """Put Corral and etcd on every node (nothing to do on this machine)."""
+        return None
+
+    def read_file(self, paths: NodePaths, path: Path) -> bytes | None:
+        """The content of a file of the node (None when it does not exist)."""
+        try:
+            return path.read_bytes()
+        except OSError:
+            return None
+
+    def local_path(self, paths: NodePaths, path: str) -> str:
+        """Where this machine finds a file of the node that its own probes need (a CA, a
+        client certificate): the path itself here."""
+        return path
+
+    def node_time(self, paths: NodePaths) -> float:
+        """The node's clock now (its supervisor stamps its status file with it)."""
+        return time.time()
+
+    def corral_command(self) -> tuple[str, ...]:
+        """The command that runs `corral` on the nodes."""
+        return (sys.executable, "-m", "corral.cli.main")
+
+    def etcd_binary(self) -> str:
+        """The etcd binary on the nodes."""
+        return LOCAL_ETCD_BINARY
+
+    def close(self) -> None:
+        """Let go of connections (nothing to do on this machine)."""
+        return None
