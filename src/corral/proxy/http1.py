@@ -171,7 +171,8 @@ class ClientConnection(Http1Writer, asyncio.Protocol):
                 self.engine.log_exchange(exchange)
         self.queue = None
         # The parser holds this connection for its callbacks; httptools' parser is not seen by
-        # the cycle collector, so the pair would otherwise live on (~40 KiB per closed TLS connection).
+        # the cycle collector, so the pair would otherwise live on (~40 KiB per closed TLS
+        # connection).
         self.parser = None
 
     def pause_writing(self) -> None:
