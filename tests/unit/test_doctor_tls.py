@@ -24,8 +24,6 @@ from corral.doctor.tls_logic import (
 )
 from corral.doctor.tls_probe import ACCEPTED, REFUSED, UNTESTABLE, VersionProbe
 
-NOW = datetime.now(UTC)
-
 
 def _pems(blobs: list[trustme.Blob]) -> list[x509.Certificate]:
     return pki.parse_certificates(b"".join(blob.bytes() for blob in blobs), "test")
@@ -138,11 +136,12 @@ def test_names_cover_the_fqdn_or_fail(deep_chain: list[x509.Certificate]) -> Non
 def test_expiry_warns_under_30_days_and_fails_when_expired() -> None:
     """Days left: plenty passes, under 30 warns, past the end fails, before the start fails."""
     cert, _ = pki.create_ca("short", days=40)
-    assert expiry_result([cert], NOW).status is Status.PASS
-    warned = expiry_result([cert], NOW + timedelta(days=20))
+    now = datetime.now(UTC)  # after the certificate is made (it is back-dated a few minutes)
+    assert expiry_result([cert], now).status is Status.PASS
+    warned = expiry_result([cert], now + timedelta(days=20))
     assert warned.status is Status.WARN and "renew" in warned.saw
-    assert expiry_result([cert], NOW + timedelta(days=41)).status is Status.FAIL
-    assert expiry_result([cert], NOW - timedelta(days=2)).status is Status.FAIL
+    assert expiry_result([cert], now + timedelta(days=41)).status is Status.FAIL
+    assert expiry_result([cert], now - timedelta(days=2)).status is Status.FAIL
 
 
 def test_expiry_names_an_intermediate_that_ends_first() -> None:
@@ -150,11 +149,12 @@ def test_expiry_names_an_intermediate_that_ends_first() -> None:
     ca_cert, ca_key = pki.create_ca("issuing", days=10)
     leaf, _ = pki.issue_certificate(ca_cert, ca_key, common_name="rancher.test", days=5)
     long_ca, _ = pki.create_ca("long", days=400)
-    result = expiry_result([leaf, long_ca, ca_cert], NOW)
+    now = datetime.now(UTC)
+    result = expiry_result([leaf, long_ca, ca_cert], now)
     assert result.status is Status.WARN
     assert result.saw.startswith(("4 days left", "5 days left"))  # x509 keeps whole seconds
     assert "first in the chain" not in result.saw
-    result = expiry_result([long_ca, ca_cert], NOW)
+    result = expiry_result([long_ca, ca_cert], now)
     assert "CN=issuing, the first in the chain to expire" in result.saw
 
 
