@@ -1,9 +1,13 @@
 """The etcd store when members die: kill -9 of the member in use under a stream of writes and a
-watch, and the loss (then return) of quorum. Each test has a 3-member cluster of its own."""
+watch, a member that stops answering without closing its connections, and the loss (then return)
+of quorum. Each test has a 3-member cluster of its own."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import os
+import signal
 import time
 
 import pytest
@@ -146,6 +150,48 @@ def test_quorum_loss_is_unavailable_promptly_and_recovers(fresh_etcd_cluster: Et
             assert got.kv.key == "/after"
             await _status_healthy(store)
         finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+def test_read_on_a_member_that_stops_answering_is_answered_by_another(
+    fresh_etcd_cluster: EtcdCluster,
+) -> None:
+    """A follower that stops answering without closing its connections (SIGSTOP: what a node
+    cut off the network looks like, no reset) holds a read only for one attempt; the read is
+    answered by another member well within request_timeout, and later reads go there."""
+    cluster = fresh_etcd_cluster
+    timeout = 5.0
+
+    async def main() -> None:
+        probe = await connect_etcd(cluster.options(prefix="/frozen"))
+        try:
+            members = (await probe.status()).members
+            await probe.put("/k", b"v")
+        finally:
+            await probe.close()
+        follower = next(m.endpoint for m in members if m.detail != "leader")
+        order = (follower, *[e for e in cluster.endpoints if e != follower])
+        options = dataclasses.replace(
+            cluster.options(prefix="/frozen", request_timeout=timeout), endpoints=order
+        )
+        store = await connect_etcd(options)
+        frozen = cluster.members[cluster.index_of(follower)].process
+        assert frozen is not None and store.endpoint == follower
+        os.kill(frozen.pid, signal.SIGSTOP)
+        try:
+            took = []
+            for _ in range(3):
+                began = time.monotonic()
+                got = await store.get("/k")
+                took.append(time.monotonic() - began)
+                assert got is not None and got.value == b"v"
+            assert store.endpoint != follower
+            assert max(took) < timeout * 0.8, took  # one capped attempt, not the whole timeout
+            assert sorted(took)[1] < 1.0, took  # once moved, reads do not wait on it again
+        finally:
+            os.kill(frozen.pid, signal.SIGCONT)
             await store.close()
 
     asyncio.run(main())
