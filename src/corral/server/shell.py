@@ -140,8 +140,19 @@ def signal_session(session_id: int, signum: int) -> None:
             os.kill(pid, signum)
 
 
-def _take_controlling_terminal() -> None:  # pragma: no cover - runs in the child
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+# The shell is started through a one-line wrapper run by the same shell: as the leader of a
+# new session it reopens the PTY slave by path, which makes the PTY its controlling terminal
+# (a session leader without one acquires the first terminal it opens), then execs the shell.
+# A `preexec_fn` calling TIOCSCTTY would do the same in Python, but it forces a plain fork()
+# of this multi-threaded process, and fork handlers of libraries such as gRPC (the etcd
+# client) can abort the child; without `preexec_fn` subprocess spawns with vfork.
+ACQUIRE_TERMINAL = 'exec 0<>"$1" 1>&0 2>&0 && exec "$0"'
+
+
+def shell_argv(program: str, terminal: str) -> list[str]:
+    """argv that starts `program` with the terminal at path `terminal` as its controlling
+    terminal and its stdin, stdout and stderr."""
+    return [program, "-c", ACQUIRE_TERMINAL, program, terminal]
 
 
 @dataclass
@@ -179,14 +190,13 @@ class PtyShell:
         try:
             set_window_size(master, columns, rows)
             self.proc = subprocess.Popen(
-                [shell_program()],
-                stdin=slave,
+                shell_argv(shell_program(), os.ttyname(slave)),
+                stdin=slave,  # held from the start, so the PTY never looks hung up
                 stdout=slave,
                 stderr=slave,
                 env=env,
                 cwd=home,
                 start_new_session=True,
-                preexec_fn=_take_controlling_terminal,
                 close_fds=True,
             )
         except BaseException:

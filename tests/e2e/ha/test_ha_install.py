@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.e2e.ha.harness import HaServer, api_call, login, new_prefix, start_servers
+from tests.e2e.server.test_api_shell import Shell
 from tests.e2e.server.test_api_support import receive_json, unique, ws_connect
 from tests.support.etcd_cluster import EtcdCluster
 from tests.support.net import wait_until
@@ -159,3 +160,18 @@ def test_each_server_writes_its_own_audit_log(install: list[HaServer]) -> None:
     wait_until(lambda: any(marker_b in u for u in uris(b)), timeout=5, what="B's audit record")
     assert not any(marker_b in u for u in uris(a))
     assert not any(marker_a in u for u in uris(b))
+
+
+def test_the_shell_starts_every_time_on_a_server_holding_etcd_connections(
+    install: list[HaServer],
+) -> None:
+    """Admin shells opened one after another on an HA server (its etcd client's gRPC threads
+    running) all start and run a command: starting the shell does not fork the threaded
+    server in a way its libraries abort."""
+    server = install[0]
+    token = login(server)
+    for attempt in range(12):
+        with ws_connect(server, "/v3/shell", token,
+                        subprotocols=["base64.channel.k8s.io"]) as ws:  # type: ignore[list-item]
+            shell = Shell(ws)
+            assert f"alive-{attempt}" in shell.run(f"echo alive-{attempt}", "DONE"), shell.status

@@ -113,6 +113,20 @@ def test_shell_resize_changes_the_terminal_size(shared_corral_server: CorralServ
         assert "24 80" in shell.run("stty size", "SIZE")
 
 
+def test_the_terminal_is_the_shells_controlling_terminal(
+    shared_corral_server: CorralServer,
+) -> None:
+    """The PTY is the shell's controlling terminal: `/dev/tty` opens, and Ctrl-C (through the
+    line discipline) interrupts a foreground command and returns to the prompt."""
+    with open_shell(shared_corral_server, admin_token(shared_corral_server)) as ws:
+        shell = Shell(ws)
+        assert "CTTY-OK" in shell.run("echo CTTY-$( : </dev/tty && echo OK)", "TTY")
+        shell.send("sleep 3600; echo after-$((2+3))\n")
+        shell.read_until(r"sleep 3600")
+        shell.send("\x03")
+        assert "after-5" not in shell.run("true", "BACK"), "Ctrl-C did not stop the sleep"
+
+
 def test_shell_exit_reports_status_and_closes(shared_corral_server: CorralServer) -> None:
     """`exit 3` ends the session with a Failure status frame and a normal close."""
     with open_shell(shared_corral_server, admin_token(shared_corral_server)) as ws:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import httpx
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from tests.e2e.server.test_api_support import SerializedTLSSocket
@@ -114,9 +115,13 @@ def test_subscribe_and_the_shell_work_through_the_load_balancer(cluster: Cluster
     marker = uuid.uuid4().hex[:8]
     with wss(cluster, "/v3/shell", token, subprotocols=["base64.channel.k8s.io"]) as shell:
         shell.send("0" + base64.b64encode(f"echo hi-{marker}\n".encode()).decode())
-        output, deadline = "", time.monotonic() + 10
+        output, frames, deadline = "", list[str](), time.monotonic() + 10
         while f"hi-{marker}\r\n" not in output and time.monotonic() < deadline:
-            frame = str(shell.recv(timeout=10))
+            try:
+                frame = str(shell.recv(timeout=10))
+            except ConnectionClosed as closed:
+                raise AssertionError(f"{closed!r} after frames {frames!r}") from None
+            frames.append(frame)
             if frame.startswith("1"):
                 output += base64.b64decode(frame[1:]).decode(errors="replace")
         assert f"hi-{marker}" in output
