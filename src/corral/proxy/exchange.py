@@ -23,6 +23,11 @@ if TYPE_CHECKING:
 
 # Bodies up to this size are kept so the request can be replayed on another endpoint.
 REPLAY_LIMIT_BYTES = 64 * 1024
+# A response to a replayable idempotent request with a Content-Length up to this size is held
+# until it is complete: if its endpoint breaks between the head and the end of the body, nothing
+# has reached the client yet and the request is retried on another endpoint. Larger responses,
+# and responses without a Content-Length (streams, watches), are relayed as they arrive.
+HOLD_LIMIT_BYTES = 64 * 1024
 _LAST_CHUNK = b"0\r\n\r\n"
 
 
@@ -42,6 +47,8 @@ class Exchange:
         "fresh_retry",
         "head",
         "head_request",
+        "held_body",
+        "held_head",
         "http10",
         "idempotent",
         "keep_alive",
@@ -104,6 +111,8 @@ class Exchange:
         self.request_done = False
         self.response_started = False
         self.response_done = False
+        self.held_head: tuple[int, bytes, list[tuple[bytes, bytes]]] | None = None
+        self.held_body: list[bytes] = []
         self.framing = forwarding.FRAMING_NONE
         self.close_after = False
         self.status = 0
@@ -239,14 +248,31 @@ class Exchange:
         self.client.send_interim(self, status, reason)
 
     def on_response_head(
-        self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]
+        self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]],
+        content_length: int = -1,
     ) -> None:
-        """The upstream's final response head."""
+        """The upstream's final response head (`content_length` -1 when it has none)."""
         self.status = status
-        self.response_started = True
         if self.endpoint is not None:
             self.endpoint.note_success()
+        if (0 <= content_length <= HOLD_LIMIT_BYTES and self.idempotent
+                and self.replay is not None):
+            self.held_head = (status, reason, headers)
+            self.held_body = []
+            return
+        self.response_started = True
         self.client.start_response(self, status, reason, headers)
+
+    def _release_held(self, held: tuple[int, bytes, list[tuple[bytes, bytes]]]) -> None:
+        """Relay a held response (now complete) to the client."""
+        self.held_head = None
+        self.response_started = True
+        status, reason, headers = held
+        client = self.client
+        client.start_response(self, status, reason, headers)
+        for chunk in self.held_body:
+            client.send_body(self, chunk)
+        self.held_body = []
 
     def on_switching_protocols(
         self, reason: bytes, headers: list[tuple[bytes, bytes]], rest: bytes
@@ -266,10 +292,16 @@ class Exchange:
 
     def on_response_body(self, chunk: bytes) -> None:
         """A piece of the response body (de-chunked by the parser)."""
+        if self.held_head is not None:
+            self.held_body.append(chunk)
+            return
         self.client.send_body(self, chunk)
 
     def on_response_complete(self, upstream_reusable: bool) -> None:
         """The upstream finished the response."""
+        held = self.held_head
+        if held is not None:
+            self._release_held(held)
         self.client.end_response(self)
         self.response_done = True
         self._detach_upstream(reuse=upstream_reusable and self.request_done)
@@ -277,11 +309,19 @@ class Exchange:
 
     def on_upstream_lost(self, error: ProxyStatus) -> None:
         """The upstream connection broke (or sent garbage) before the response ended."""
-        stale = self.reused and not self.response_started  # a pooled connection found dead
+        # A pooled connection found dead before any response: says nothing of the endpoint.
+        stale = self.reused and not self.response_started and self.held_head is None
         self._detach_upstream(reuse=False)
         self._leave_endpoint()
         if self.response_done:
             return
+        if self.held_head is not None:  # nothing reached the client: retry below
+            self.client.engine.note_error(
+                f"upstream {self.endpoint_address()} broke before its response was complete"
+                f" ({error.detail}); trying another endpoint"
+            )
+            self.held_head = None
+            self.held_body = []
         if self.response_started:
             self.client.engine.note_error(
                 f"upstream {self.endpoint_address()} broke mid-response: {error.detail}"
@@ -307,6 +347,7 @@ class Exchange:
         )
         self._detach_upstream(reuse=False)
         self._leave_endpoint()
+        self.held_head = None
         if self.response_started:
             self.response_done = True
             self._finish(close=True, aborted=True)

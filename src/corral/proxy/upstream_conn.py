@@ -45,6 +45,7 @@ class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
         "closed",
         "connection",
+        "content_length",
         "endpoint",
         "engine",
         "exchange",
@@ -72,6 +73,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.headers: list[tuple[bytes, bytes]] = []
         self.reason = b""
         self.connection: bytes | None = None  # the response's Connection header value
+        self.content_length = -1  # the response's Content-Length, -1 when absent
         self.framed = False  # the response has Content-Length or Transfer-Encoding
         self.interim = False
         self.switching = False
@@ -152,6 +154,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.headers = []
         self.reason = b""
         self.connection = None
+        self.content_length = -1
         self.framed = False
 
     def on_status(self, reason: bytes) -> None:
@@ -164,8 +167,13 @@ class UpstreamConnection(asyncio.Protocol):
             if name.lower() == b"connection":
                 old = self.connection
                 self.connection = value if old is None else old + b"," + value
-        elif size in (14, 17) and name.lower() in (b"content-length", b"transfer-encoding"):
+        elif size == 14:
+            if name.lower() == b"content-length":
+                self.framed = True
+                self.content_length = int(value) if value.isdigit() else -1
+        elif size == 17 and name.lower() == b"transfer-encoding":
             self.framed = True
+            self.content_length = -1
 
     def on_headers_complete(self) -> None:
         exchange = self.exchange
@@ -184,7 +192,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.keep_alive = forwarding.upstream_keeps_alive(
             0 if parser.get_http_version() == "1.0" else 1, self.connection
         )
-        exchange.on_response_head(status, self.reason or b"", headers)
+        exchange.on_response_head(status, self.reason or b"", headers, self.content_length)
         self.until_close = not self.framed and exchange.framing != forwarding.FRAMING_NONE
         if self.until_close:
             self.keep_alive = False

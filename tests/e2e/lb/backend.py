@@ -12,7 +12,8 @@ listening. Endpoints:
 - ``/upload[?slow=KiB/s]``: reads the body (throttled when asked), answers {length, sha256}
 - ``/status/<code>[?header=Name:Value…]``: that status, with extra response headers
 - ``/delay/<seconds>``
-- ``/truncate/<n>``: promises n bytes, sends half, then drops the connection
+- ``/truncate/<n>``: promises n bytes, sends half, then drops the connection (with
+  ``?on=<name>`` only on that backend; the others send all n bytes)
 - ``/stream?chunks=N&interval=S``: N chunked lines spaced S seconds apart, each carrying the
   wall-clock time it was sent
 - ``/ws``: WebSocket echo (h11 handshake, then wsproto frames)
@@ -286,9 +287,13 @@ class HttpConnection:
         elif m := re.fullmatch(r"/delay/(\d+(?:\.\d+)?)", path):
             await asyncio.sleep(float(m.group(1)))
             await self.respond_json(200, {"delayed": float(m.group(1)), "backend": self.stats.name})
-        elif m := re.fullmatch(r"/truncate/(\d+)", path):
+        elif (m := re.fullmatch(r"/truncate/(\d+)", path)) and query.get(
+            "on", [self.stats.name]
+        )[0] == self.stats.name:
             await self.truncated(int(m.group(1)))
             return True  # the connection is gone
+        elif m := re.fullmatch(r"/truncate/(\d+)", path):  # ?on= names another backend
+            await self.stream_bytes(int(m.group(1)), chunked=False)
         elif path == "/stream":
             await self.stream_lines(
                 int(query.get("chunks", ["5"])[0]), float(query.get("interval", ["0.2"])[0])

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from tests.e2e.lb.backend import pattern_bytes
 from tests.e2e.lb.clients import echo_json, get_request, https_client, read_head, tls_connect
 from tests.e2e.lb.conftest import StartBackends, StartLb
 from tests.e2e.lb.harness import UPSTREAM, Certs, lb_config
@@ -255,3 +256,31 @@ def test_non_idempotent_request_not_retried_after_reaching_endpoint(
         response, _ = read_head(sock)
     assert response.status == 502
     assert "/upload" not in survivor.stats()["paths"]
+
+
+def test_small_response_broken_after_its_head_is_retried_on_another_endpoint(
+    certs: Certs, backends: StartBackends, start_lb: StartLb
+) -> None:
+    """An endpoint that sends the head of a small GET response and dies before its body ends:
+    the response was held, so the client gets the whole response from another endpoint."""
+    pair = backends(names=["cut", "whole"])
+    lb = start_lb(lb_config(certs, pair))
+    size = 2000
+    with https_client(certs, lb.port) as client:
+        answers = [client.get(f"/truncate/{size}?on=cut") for _ in range(6)]
+    assert [a.status_code for a in answers] == [200] * 6
+    assert all(a.content == pattern_bytes(size) for a in answers)
+    assert pair[0].stats()["paths"].get(f"/truncate/{size}", 0) >= 1, "never reached 'cut'"
+
+
+def test_small_response_broken_on_every_endpoint_is_a_502_not_a_short_200(
+    certs: Certs, backends: StartBackends, start_lb: StartLb
+) -> None:
+    """When every endpoint breaks a small response after its head, the client gets the lb's
+    own 502 (nothing of a broken response reached it), and the connection stays usable."""
+    lb = start_lb(lb_config(certs, backends(2)))
+    with https_client(certs, lb.port) as client:
+        broken = client.get("/truncate/2000")
+        after = client.get("/status/200")
+    assert broken.status_code == 502, broken.text
+    assert after.status_code == 200
