@@ -33,7 +33,9 @@ if TYPE_CHECKING:
     from corral.proxy.upstream_conn import UpstreamConnection
 
 WRITE_HIGH_WATER_BYTES = 64 * 1024
-DRAIN_IDLE_CLOSE_S = 1.0  # while draining, idle keep-alive connections close after this
+DRAIN_IDLE_CLOSE_S = 2.0  # while draining, idle keep-alive connections close after this
+# (last_active is stamped with the engine's coarse clock, up to one tick (<= 1 s) behind: 2 s
+# of it means at least 1 s of real idleness, so a client pausing briefly is not cut mid-thought)
 _LAST_CHUNK = b"0\r\n\r\n"
 
 # Why reading from the client is paused (a bit mask: reading resumes when all are clear).

@@ -43,7 +43,9 @@ if TYPE_CHECKING:
     from corral.proxy.upstream_conn import UpstreamConnection
 
 WRITE_HIGH_WATER_BYTES = 64 * 1024
-DRAIN_IDLE_CLOSE_S = 1.0  # while draining, a connection without streams closes after this
+DRAIN_IDLE_CLOSE_S = 2.0  # while draining, a connection without streams closes after this
+# (last_active is stamped with the engine's coarse clock, up to one tick (<= 1 s) behind: 2 s
+# of it means at least 1 s of real idleness, so a client pausing briefly is not cut mid-thought)
 DEFAULT_WINDOW_BYTES = 65535  # RFC 9113 §6.9.2, the connection window before any WINDOW_UPDATE
 # Header lists up to the advertised limit are served; up to this multiple of it they get 431;
 # larger ones (and larger header blocks) are a connection error.
