@@ -7,8 +7,10 @@ balancer to free ports. Per run: `corral up` on a new cluster, then `corral remo
 re-run on a running cluster; then the node-loss run: reads and writes through the load
 balancer (bench.up_load), kill -9 of every process of node-2, and the figures: requests failed,
 acknowledged writes lost, time until the load balancer ejected the node, longest write pause,
-time until kubectl shows it NotReady, and `corral up` bringing it back. Progress on stderr;
-the table on stdout. `--provider ssh` builds three real SSH hosts instead (bench.up_ssh).
+time until kubectl shows it NotReady, and `corral up` bringing it back; then a rolling upgrade
+(a new image tag in the Deployment `cattle`) of the three nodes under the same load: its time,
+requests failed and acknowledged writes lost. Progress on stderr; the table on stdout.
+`--provider ssh` builds three real SSH hosts instead (bench.up_ssh).
 """
 
 from __future__ import annotations
@@ -193,12 +195,41 @@ def node_loss(cluster: LocalCluster, steady_s: float) -> NodeLoss:
     return NodeLoss(stats, len(lost), watch.first_s, watch.last_s, not_ready, back, killed_at)
 
 
+@dataclass
+class Upgrade:
+    """The rolling upgrade of the three nodes under load."""
+
+    took_s: float
+    stats: LoadStats
+    lost_writes: int
+
+
+def rolling_upgrade(cluster: LocalCluster, steady_s: float, tag: str = "v2.0.8") -> Upgrade:
+    """A new image tag in the Deployment `cattle`; `corral up` under load rolls the servers
+    out node by node through the load balancer."""
+    text = cluster.config.read_text()
+    cluster.config.write_text(text.replace("rancher/rancher:latest", f"rancher/rancher:{tag}"))
+    load = Load(FQDN, cluster.https_port, cluster.context(), cluster.token())
+    load.start()
+    try:
+        time.sleep(steady_s)  # a steady stream before the upgrade (a measurement, not a sync)
+        took = cluster.corral("up")
+    finally:
+        stats = load.stop()
+    lost = missing_writes(FQDN, cluster.https_port, cluster.context(), cluster.token(),
+                          stats.acked)
+    say(f"rolling upgrade of 3 nodes: {took:.1f} s, {stats.reads_failed + stats.writes_failed} "
+        "requests failed")
+    return Upgrade(took, stats, len(lost))
+
+
 def _s(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f} s"
 
 
 def report(
-    ups: list[float], rerun: float, removes: list[float], loss: NodeLoss | None
+    ups: list[float], rerun: float, removes: list[float], loss: NodeLoss | None,
+    upgrade: Upgrade | None = None,
 ) -> list[str]:
     """The table (pure)."""
     median = statistics.median(ups)
@@ -225,6 +256,15 @@ def report(
             ("node loss: kubectl shows NotReady after", _s(loss.not_ready_s)),
             ("node loss: corral up brings it back", f"{loss.back_s:.1f} s"),
         ]
+    if upgrade is not None:
+        s = upgrade.stats
+        total = s.reads_ok + s.reads_failed + s.writes_ok + s.writes_failed
+        rows += [
+            ("rolling upgrade, 3 nodes (new image tag)", f"{upgrade.took_s:.1f} s"),
+            ("rolling upgrade: requests failed",
+             f"{s.reads_failed + s.writes_failed} of {total}"),
+            ("rolling upgrade: acknowledged writes lost", str(upgrade.lost_writes)),
+        ]
     width = max(len(name) for name, _ in rows)
     lines = ["", f"{'measure'.ljust(width)}  value", f"{'-' * width}  -----"]
     lines += [f"{name.ljust(width)}  {value}" for name, value in rows]
@@ -240,6 +280,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--steady", type=float, default=5.0,
                         help="seconds of load before the node is killed (default 5)")
     parser.add_argument("--no-node-loss", action="store_true", help="skip the node-loss run")
+    parser.add_argument("--no-upgrade", action="store_true", help="skip the rolling upgrade")
     parser.add_argument("--quick", action="store_true", help="1 run, 2 s of steady load")
     parser.add_argument("--no-setup", action="store_true", help="(handled by bench/up)")
     parser.add_argument("--provider", choices=("local", "ssh"), default="local",
@@ -271,6 +312,7 @@ def run(options: argparse.Namespace) -> list[str]:
             rerun = cluster.corral("up")
             say(f"re-run: {rerun:.1f} s")
             loss = None if options.no_node_loss else node_loss(cluster, steady)
+            upgrade = None if options.no_upgrade else rolling_upgrade(cluster, steady)
         finally:
             with contextlib.suppress(BenchError):
                 removes.append(cluster.corral("remove", "--force"))
@@ -280,7 +322,7 @@ def run(options: argparse.Namespace) -> list[str]:
                     os.kill(pid, signal.SIGKILL)
             if left:
                 say(f"killed {len(left)} process(es) corral remove left")
-        return report(ups, rerun, removes, loss)
+        return report(ups, rerun, removes, loss, upgrade)
 
 
 def main(argv: list[str] | None = None) -> int:

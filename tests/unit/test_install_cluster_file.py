@@ -122,9 +122,9 @@ ERRORS = [
     ("external etcd", [(TOP, TOP + "\nservices:\n  etcd:\n"
                         "    external_urls: [https://10.0.0.9:2379]")], ("external_urls", 1),
      "services.etcd.external_urls: Corral runs etcd on the nodes with role etcd"),
-    ("snapshot hours", [(TOP, TOP + "\nservices:\n  etcd:\n"
-                         "    snapshot: true\n    creation: 90m")], ("creation", 1),
-     "services.etcd.creation: '90m' is not a whole number of hours"),
+    ("snapshot no time", [(TOP, TOP + "\nservices:\n  etcd:\n"
+                           "    snapshot: true\n    creation: 0s")], ("creation", 1),
+     "services.etcd.creation: '0s' is no time at all"),
     ("snapshot duration", [(TOP, TOP + "\nservices:\n  etcd:\n"
                             "    snapshot: true\n    retention: soon")], ("retention", 1),
      "services.etcd.retention: 'soon' is not a duration"),
@@ -265,6 +265,7 @@ def test_the_example_becomes_the_desired_cluster() -> None:
         ("backup: true\n    creation: 6h\n    retention: 24h", (True, 6, 4)),
         ("snapshot: true", (True, 12, 6)),
         ("snapshot: false\n    creation: 6h", (False, 6, 12)),
+        ("backup: true\n    creation: 2s\n    retention: 5s", (True, 1, 3)),
     ],
 )
 def test_snapshot_settings_follow_rke(

@@ -134,8 +134,10 @@ def test_problems_are_printed_first_and_kept_on_the_plan() -> None:
     ("recorded_members", "desired_members", "ever", "refused"),
     [
         (("a", "b", "c"), ("a", "b", "c"), True, False),
-        (("a", "b", "c"), ("a", "b", "d"), True, True),
-        (("a", "b", "c"), ("a", "b", "d"), False, False),  # never ran: may still change
+        (("a", "b", "c"), ("a", "b", "d"), True, False),  # c leaves, d joins: one at a time
+        (("a", "b", "c"), ("d", "e", "f"), True, True),  # all at once: nothing keeps the data
+        (("a", "b", "c"), (), True, True),  # the etcd role dropped
+        (("a", "b", "c"), ("d", "e", "f"), False, False),  # never ran: may still change
         ((), ("a",), False, False),
     ],
 )
@@ -143,7 +145,8 @@ def test_etcd_members_of_a_cluster_that_ran_cannot_change(
     recorded_members: tuple[str, ...], desired_members: tuple[str, ...], ever: bool,
     refused: bool,
 ) -> None:
-    """Moving the etcd role after etcd ran is refused with the way out; before, allowed."""
+    """Members join and leave a cluster that ran one at a time (one must stay); moving the
+    etcd role all at once after etcd ran is refused with the way out; before, allowed."""
     problem = etcd_membership_problem(recorded_members, desired_members, ever)
     assert bool(problem) is refused
     if refused:

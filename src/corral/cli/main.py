@@ -21,7 +21,9 @@ VERBS: dict[str, str] = {
     "ingress": "corral.cli.ingress:ingress",
     "up": "corral.cli.up:up",
     "remove": "corral.cli.remove:remove",
+    "cert": "corral.cli.cert:cert",
     "doctor": "corral.cli.doctor:doctor",
+    "etcd": "corral.cli.etcd:etcd",
     "supervise": "corral.cli.up:supervise",  # hidden: one node's services, started by `up`
 }
 

@@ -72,12 +72,19 @@ def up(config_path: Path, dry_run: bool, state_dir: Path | None) -> None:
     supervised and restarted when it dies; with `load_balancer:` also the external corral lb.
 
     The plan compares the file with the state file and with what runs (probes); a re-run
-    changes only what differs, and continues where a failed run stopped.
+    changes only what differs, and continues where a failed run stopped. On a running cluster
+    a node added joins (etcd member add first), a node removed leaves (out of the load
+    balancer, member remove, stopped, deleted), and changed settings or a new image tag are
+    rolled out node by node through the load balancer. A lost state file is rebuilt from the
+    nodes. See docs/up.md (Reconcile) and docs/upgrade.md.
     """
-    from corral.install.apply import Applier, ApplyError, PreflightError
+    from corral.install.apply import Applier, PreflightError
     from corral.install.desired import DesiredCluster
     from corral.install.prepare import prepare
     from corral.install.providers import ProviderError
+    from corral.install.reconcile import reconcile
+    from corral.install.reconcile_state import RebuildError, recover
+    from corral.install.rolling import RollingError
     from corral.install.state import LB_NODE, StateError
 
     desired = load_desired(config_path)
@@ -87,7 +94,9 @@ def up(config_path: Path, dry_run: bool, state_dir: Path | None) -> None:
         progress.warn(warning)
     prepared = None
     try:
-        prepared = prepare(desired, state_dir, progress)
+        if not recover(desired, state_dir, progress, dry_run):
+            sys.exit(0)
+        prepared = reconcile(prepare(desired, state_dir, progress))
         if dry_run:
             progress.plain(f"Plan for {config_path} (provider {desired.provider}, node "
                            f"directories under {prepared.state.base_dir}); nothing is changed:")
@@ -105,7 +114,7 @@ def up(config_path: Path, dry_run: bool, state_dir: Path | None) -> None:
                        f"node: fix them, then run `corral up --config {config_path}` again",
                        "preflight")
         sys.exit(1)
-    except ApplyError as exc:
+    except RollingError as exc:
         where = f"node [{exc.node}]: " if exc.node and exc.node != LB_NODE else ""
         progress.fatal(f"{where}{exc.message}", exc.phase)
         if exc.log:
@@ -113,7 +122,7 @@ def up(config_path: Path, dry_run: bool, state_dir: Path | None) -> None:
         progress.fatal(f"fix: {exc.fix}; then run `corral up --config {config_path}` again: "
                        "it continues from this step", exc.phase)
         sys.exit(1)
-    except (ProviderError, StateError) as exc:
+    except (ProviderError, StateError, RebuildError) as exc:
         progress.fatal(str(exc))
         sys.exit(1)
     finally:

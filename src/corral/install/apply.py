@@ -1,12 +1,16 @@
 """Carrying out the plan, phase by phase, in RKE's order: certificates, etcd, server, ingress,
-removals, the external load balancer, the kubeconfig token, the output files, a final health
-check.
+the load balancer's new configuration, the changes of running nodes node by node, removals,
+the external load balancer, the kubeconfig token, the output files, a final health check.
 
 In a phase, services to create or start are launched on every node at once (a new etcd cluster
-needs all its members), then waited on until their probes pass; services to change are
-restarted one node at a time (the etcd quorum and the servers stay up). The state file is saved
-after every service that came up, so a run that stops continues from there next time. A failure
-is an `ApplyError` naming the phase, the node, what the probe saw, the end of the service's log
+needs all its members), then waited on until their probes pass; an etcd member that joins a
+running cluster is added (`etcdctl member add`) and started alone. The changes of running
+nodes are rolled out one node at a time through `corral.install.rolling` (out of the load
+balancer, restarted, healthy, back in), so the etcd quorum, the servers and every request
+through the load balancer go on. A removed node leaves the load balancer first, then its etcd
+member is removed, then its services stop and its files go. The state file is saved after
+every service that came up, so a run that stops continues from there next time. A failure is
+an `ApplyError` naming the phase, the node, what the probe saw, the end of the service's log
 and the fix.
 """
 
@@ -14,66 +18,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from corral.install import admin_api
-from corral.install.desired import NodeSpec
+from corral.install.cert_rotation_expiry import warn_expiring
+from corral.install.desired import DEFAULT_SSH_PORT, ROLES, NodeSpec
+from corral.install.etcd_members import MemberError
 from corral.install.heartbeat import connect as connect_store
 from corral.install.outputs import lb_config_path, nginx_config_path
 from corral.install.plan import TITLES, Step
-from corral.install.prepare import Output, Prepared, probe_for
+from corral.install.prepare import Output, Prepared
 from corral.install.probes import check
 from corral.install.progress import Progress
-from corral.install.providers.base import FileSpec, NodePaths, NodeProblem, Provider
-from corral.install.services import (
-    CA_FILE,
-    CLIENT_CERT,
-    CLIENT_KEY,
-    ServiceSpec,
-    client_files,
-    etcd_endpoints,
-    server_endpoint,
-)
-from corral.install.state import LB_NODE, NodeState, save_state
-from corral.install.supervisor_spec import (
-    HeartbeatSpec,
-    ServiceEntry,
-    SupervisorSpec,
-    spec_json,
-)
-from corral.server.backend import DEFAULT_ETCD_PREFIX
+from corral.install.providers.base import NodeProblem
+from corral.install.reconcile import etcd_client, peer_url
+from corral.install.rolling import Rolling, RollingError
+from corral.install.services import ServiceSpec, server_endpoint
+from corral.install.state import LB_NODE, NodeState, save_state, write_private
 from corral.server.domain.nodes import remove_node
 
 PHASE_TIMEOUT_S = 90.0
-FAIL_FAST_RESTARTS = 3  # a service that crashed this often while waited on has failed
 READY_TIMEOUT_S = 45.0
 STOP_TIMEOUT_S = 20.0
 POLL_S = 0.1
-LOG_TAIL_LINES = 12
-CLOCK_SLACK_S = 0.01  # status.json's time is written by another process's clock reading
-ORDER = ("etcd", "server", "ingress", "lb")
 VERB = {"create": "Starting", "change": "Updating", "start": "Restarting"}
-FIXES = {
-    "etcd": "make sure ports 2379 and 2380 of the node's address are free and /usr/bin/etcd "
-            "is installed (scripts/setup installs it)",
-    "server": "make sure ports 8080 and 8443 of the node's address are free and the etcd "
-              "members are healthy",
-    "ingress": "make sure port 80 of the node's address is free",
-    "lb": "make sure the load_balancer ports are free and its certificate files exist",
-}
 
 
-class ApplyError(Exception):
+class ApplyError(RollingError):
     """The run stopped: where, what happened, and the fix."""
-
-    def __init__(self, phase: str, node: str, message: str, fix: str, log: str = "") -> None:
-        super().__init__(message)
-        self.phase, self.node, self.message, self.fix, self.log = phase, node, message, fix, log
 
 
 class PreflightError(Exception):
@@ -95,40 +70,6 @@ class ApplyResult:
     written: list[Path] = field(default_factory=list)
 
 
-def log_tail(path: Path, lines: int = LOG_TAIL_LINES, data: bytes | None = None) -> str:
-    """The last lines of a log file, or of its content `data` ("" when there is none)."""
-    try:
-        text = data.decode(errors="replace") if data is not None else path.read_text(
-            errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def _service_status(provider: Provider, paths: NodePaths, service: str) -> dict[str, Any]:
-    """The supervisor's last word on `service` (with the file's `updatedAt`), {} if none."""
-    try:
-        data = json.loads(provider.read_file(paths, paths.status) or b"")
-        entry = dict(data["services"][service])
-        entry["updatedAt"] = float(data["updatedAt"])
-        return entry
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}
-
-
-def _restarts(entry: dict[str, Any]) -> int:
-    return int(entry.get("restarts", 0))
-
-
-def _runs(entry: dict[str, Any], digest: str, since: float) -> bool:
-    """True once the supervisor reports the service running with `digest`, after `since`."""
-    return (
-        entry.get("updatedAt", 0.0) >= since
-        and entry.get("digest") == digest
-        and bool(entry.get("running"))
-    )
-
-
 class Applier:
     """One `corral up` run after its plan."""
 
@@ -138,7 +79,7 @@ class Applier:
         self.state = prepared.state
         self.changed = False
         self.counts = dict.fromkeys(("create", "change", "start", "remove"), 0)
-        self.launched: dict[Step, float] = {}  # wall-clock time each step was launched
+        self.rolling = Rolling(prepared, progress)
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -146,48 +87,8 @@ class Applier:
         self.state = save_state(self.prep.state_file, self.state)
         self.changed = True
 
-    def _paths(self, node: str) -> NodePaths:
-        provider = self.prep.provider
-        return provider.lb_paths() if node == LB_NODE else provider.node_paths(node)
-
     def _spec(self, node: str, service: str) -> ServiceSpec:
         return next(s for s in self.prep.services[node] if s.name == service)
-
-    def _heartbeat(self, node: NodeSpec, paths: NodePaths) -> HeartbeatSpec:
-        return HeartbeatSpec(
-            name=node.name,
-            roles=tuple(sorted(node.roles)),
-            address=node.address,
-            internal_address=node.internal_address,
-            endpoints=etcd_endpoints(self.prep.desired),
-            cafile=str(paths.file(CA_FILE)),
-            certfile=str(paths.file(CLIENT_CERT)),
-            keyfile=str(paths.file(CLIENT_KEY)),
-            prefix=DEFAULT_ETCD_PREFIX,
-            labels=dict(node.labels),
-        )
-
-    def _read_spec(self, paths: NodePaths) -> SupervisorSpec:
-        data = self.prep.provider.read_file(paths, paths.supervisor_spec)
-        return SupervisorSpec.from_json(json.loads(data)) if data else SupervisorSpec(())
-
-    def _log_tail(self, paths: NodePaths, service: str) -> str:
-        log = paths.log(service)
-        return log_tail(log, data=self.prep.provider.read_file(paths, log) or b"")
-
-    def _write_spec(self, node: str, entries: dict[str, ServiceEntry]) -> None:
-        paths = self._paths(node)
-        ordered = tuple(entries[n] for n in ORDER if n in entries)
-        spec_node = self.prep.nodes.get(node)
-        heartbeat = self._heartbeat(spec_node, paths) if spec_node is not None else None
-        files: dict[str, FileSpec] = client_files(self.prep.ctx) if spec_node else {}
-        files["run/supervisor.json"] = FileSpec(spec_json(SupervisorSpec(ordered, heartbeat)))
-        provider = self.prep.provider
-        provider.write_files(paths, files)
-        if provider.supervisor_running(paths):
-            provider.reload_supervisor(paths)
-        else:
-            provider.start_supervisor(paths)
 
     def _record(self, node: str, service: str, digest: str | None) -> None:
         old = self.state.nodes.get(node)
@@ -198,8 +99,12 @@ class Applier:
             services[service] = digest
         spec = self.prep.nodes.get(node)
         if spec is not None:
+            login = {"user": spec.user, "port": str(spec.port),
+                     "key": str(spec.ssh_key_path or ""),
+                     "agent": "true" if spec.ssh_agent_auth else ""}
             record = NodeState(node, spec.address, spec.internal_address,
-                               tuple(sorted(spec.roles)), services)
+                               tuple(sorted(spec.roles)), services,
+                               login if self.prep.desired.provider == "ssh" else {})
         else:
             listen = self.prep.desired.load_balancer
             address = listen.listen if listen else ""
@@ -218,49 +123,19 @@ class Applier:
             self.progress.info(f"Saved the cluster CA and certificates to "
                                f"{self.prep.state_file.name}", "certificates")
 
-    def _launch(self, step: Step) -> None:
-        spec = self._spec(step.node, step.service)
-        paths = self._paths(step.node)
+    def _launch(self, step: Step) -> float:
         where = "" if step.node == LB_NODE else f" on node [{step.node}]"
         self.progress.info(f"{VERB[step.action]} {TITLES[step.service]}{where}", step.phase)
-        self.launched[step] = self.prep.provider.node_time(paths) - CLOCK_SLACK_S
         try:
-            self.prep.provider.write_files(paths, spec.files)
-            entries = {e.name: e for e in self._read_spec(paths).services}
-            entries[spec.name] = ServiceEntry(spec.name, spec.argv, spec.env, spec.health,
-                                              spec.digest)
-            self._write_spec(step.node, entries)
-        except (OSError, ValueError) as exc:
-            raise ApplyError(step.phase, step.node, f"cannot start {TITLES[step.service]}: "
-                             f"{exc}", FIXES[step.service]) from None
+            return self.rolling.restart(step.node, [self._spec(step.node, step.service)])
+        except RollingError as exc:
+            raise ApplyError(step.phase, step.node, exc.message, exc.fix) from None
 
-    async def _wait_one(self, step: Step) -> tuple[Step, bool, str, float]:
-        spec = self._spec(step.node, step.service)
-        paths = self._paths(step.node)
-        provider = self.prep.provider
-        probe = probe_for(provider, paths, spec.health)
-        started = time.monotonic()
-        base = _restarts(await asyncio.to_thread(_service_status, provider, paths, spec.name))
-        detail = "the supervisor has not started it"
-        while time.monotonic() - started < PHASE_TIMEOUT_S:
-            entry = await asyncio.to_thread(_service_status, provider, paths, spec.name)
-            if _restarts(entry) - base >= FAIL_FAST_RESTARTS:
-                return step, False, f"exited {FAIL_FAST_RESTARTS} times ({detail})", 0.0
-            if not _runs(entry, spec.digest, self.launched.get(step, 0.0)):
-                await asyncio.sleep(POLL_S)
-                continue
-            ok, detail = await check(probe)
-            if ok:
-                return step, True, "", time.monotonic() - started
-            await asyncio.sleep(POLL_S)
-        return step, False, f"not healthy after {PHASE_TIMEOUT_S:g}s: {detail}", 0.0
-
-    def _wait(self, steps: list[Step]) -> None:
-        async def all_of() -> list[tuple[Step, bool, str, float]]:
-            return list(await asyncio.gather(*(self._wait_one(s) for s in steps)))
-
+    def _wait(self, launched: list[tuple[Step, float]]) -> None:
+        items = [(s.node, self._spec(s.node, s.service), since) for s, since in launched]
+        results = asyncio.run(self.rolling.wait_many(items, PHASE_TIMEOUT_S))
         failures: list[tuple[Step, str]] = []
-        for step, ok, detail, took in asyncio.run(all_of()):
+        for (step, _), (ok, detail, took) in zip(launched, results, strict=True):
             where = "" if step.node == LB_NODE else f" on node [{step.node}]"
             if ok:
                 self.progress.info(f"{TITLES[step.service]}{where} is healthy ({took:.1f}s)",
@@ -271,41 +146,111 @@ class Applier:
                 failures.append((step, detail))
         if failures:
             step, detail = failures[0]
-            paths = self._paths(step.node)
-            log = paths.log(step.service)
-            raise ApplyError(step.phase, step.node, f"{TITLES[step.service]} {detail}",
-                             f"{FIXES[step.service]}; see {log}",
-                             self._log_tail(paths, step.service))
+            error = self.rolling.failure(step.node, self._spec(step.node, step.service), detail)
+            raise ApplyError(step.phase, step.node, error.message, error.fix, error.log)
 
     def _phase(self, phase: str) -> None:
         steps = [s for s in self.prep.plan.in_phase(phase) if s.action in VERB]
-        together = [s for s in steps if s.action != "change"]
+        joining = {s.node for s in self.prep.plan.in_phase(phase) if s.action == "member-add"}
+        together = [s for s in steps if s.action != "change" and s.node not in joining]
         if together:  # every node at once (a remote node's launch is a few round trips)
             with ThreadPoolExecutor(max_workers=len(together)) as pool:
-                for future in [pool.submit(self._launch, step) for step in together]:
-                    future.result()
-            self._wait(together)
-        for step in (s for s in steps if s.action == "change"):
-            self._launch(step)
-            self._wait([step])
+                futures = [(step, pool.submit(self._launch, step)) for step in together]
+                launched = [(step, future.result()) for step, future in futures]
+            self._wait(launched)
+        for step in (s for s in steps if s.node in joining):
+            self._join(step)
+        if not self.prep.plan.rolling:  # a cluster that never ran: one node at a time
+            for step in (s for s in steps if s.action == "change"):
+                self._wait([(step, self._launch(step))])
+
+    def _join(self, step: Step) -> None:
+        """`member add`, then start the member into the running cluster (one at a time)."""
+        node = step.node
+        members = tuple(m for m in self.state.etcd_members if m != node)
+        client = etcd_client(self.prep, members)
+        if client is None:
+            raise ApplyError("etcd", node, "no etcd member to join",
+                             "keep at least one etcd node of the running cluster in the file")
+        self.progress.info(f"Adding etcd member etcd-{node} ({peer_url(self.prep, node)}) to "
+                           "the running etcd cluster", "etcd")
+        try:
+            client.add(f"etcd-{node}", peer_url(self.prep, node))
+        except MemberError as exc:
+            raise ApplyError("etcd", node, f"etcd member add failed: {exc}",
+                             "check that the etcd members are healthy (corral up --dry-run "
+                             "shows them)") from None
+        self.state = replace(self.state, etcd_members=(*members, node))
+        self._save()
+        self._wait([(step, self._launch(step))])
+
+    def _sync_lb(self) -> None:
+        """The load balancer's configuration with the new nodes in and the removed ones out
+        (a reload of the running corral lb: no connection is dropped)."""
+        output = next(o for o in self.prep.outputs if o.path == lb_config_path(self.prep.desired))
+        if self._write_output(output) and self.rolling.lb_running():
+            reason = next((s.reason for s in self.prep.plan.in_phase("lb")
+                           if s.action == "reload"), "its configuration changed")
+            self.rolling.reload(reason)
+
+    def _roll(self) -> None:
+        """The changes of running nodes, one node at a time (drain, restart, healthy,
+        restore)."""
+        if not self.prep.plan.rolling:
+            return
+        self.rolling.heal()
+        changes = [s for s in self.prep.plan.steps if s.action == "change" and s.node != LB_NODE]
+        nodes = list(dict.fromkeys(s.node for s in changes))
+        for index, node in enumerate(nodes):
+            specs = [self._spec(node, s.service) for s in changes if s.node == node]
+            after = nodes[index + 1] if index + 1 < len(nodes) else ""
+            try:
+                self.rolling.run(node, specs, why="its " + ", ".join(
+                    TITLES[s.name] for s in specs) + " changed", then=after)
+            except RollingError as exc:
+                raise ApplyError("rolling", node, exc.message, exc.fix, exc.log) from None
+            for step in (s for s in changes if s.node == node):
+                self._record(node, step.service, self._spec(node, step.service).digest)
+                self.counts["change"] += 1
+
+    def _leave(self, node: str) -> None:
+        """`member remove` of node's etcd member (asked of the members that stay)."""
+        members = tuple(m for m in self.state.etcd_members if m != node)
+        client = etcd_client(self.prep, members)
+        if client is None:
+            return
+        self.progress.info(f"Removing etcd member etcd-{node} from the etcd cluster", "remove")
+        try:
+            client.remove(peer_url(self.prep, node))
+        except MemberError as exc:
+            raise ApplyError("remove", node, f"etcd member remove failed: {exc}",
+                             "check that the other etcd members are healthy") from None
+        initial = {k: v for k, v in self.state.etcd_initial.items() if k != node}
+        self.state = replace(self.state, etcd_members=members, etcd_initial=initial)
+        self._save()
 
     def _removals(self) -> None:
         steps = self.prep.plan.in_phase("remove")
         gone = sorted({s.node for s in steps if s.node not in self.prep.services})
+        leaving = {s.node for s in steps if s.action == "member-remove"}
         for step in steps:
-            if step.node in gone:
+            if step.node in gone or step.action != "remove":
                 continue
-            paths = self._paths(step.node)
+            if step.service == "etcd" and step.node in leaving:
+                self._leave(step.node)
             self.progress.info(f"Removing {TITLES.get(step.service, step.service)} from node "
                                f"[{step.node}]", "remove")
-            entries = {e.name: e for e in self._read_spec(paths).services
+            entries = {e.name: e for e in self.rolling.read_spec(step.node).services
                        if e.name != step.service}
-            self._write_spec(step.node, entries)
+            self.rolling.write_spec(step.node, entries)
             self._record(step.node, step.service, None)
             self.counts["remove"] += 1
         for node in gone:
+            if node in leaving:
+                self._leave(node)
             self.progress.info(f"Stopping and deleting node [{node}]", "remove")
-            paths = self._paths(node)
+            self._adopt(node)
+            paths = self.rolling.paths(node)
             self.prep.provider.stop_node(paths, STOP_TIMEOUT_S)
             self.prep.provider.delete_node(paths)
             self.counts["remove"] += len(self.state.nodes.get(node, NodeState(node, "", "", ()))
@@ -315,11 +260,29 @@ class Applier:
         if gone and self.prep.desired.nodes_with("etcd"):
             asyncio.run(self._forget(gone))
 
+    def _adopt(self, name: str) -> None:
+        """Let an SSH provider log in to node `name`, gone from the cluster file, with the
+        login the state file recorded for it."""
+        known = getattr(self.prep.provider, "nodes", None)
+        recorded = self.state.nodes.get(name)
+        if not isinstance(known, dict) or name in known or recorded is None or not recorded.ssh:
+            return
+        login = recorded.ssh
+        index = getattr(self.prep.provider, "index", None)
+        if isinstance(index, dict):  # its position, for messages: after the file's nodes
+            index[name] = len(index)
+        known[name] = NodeSpec(
+            name, recorded.address, recorded.internal_address,
+            frozenset(r for r in ROLES if r in recorded.roles), user=login.get("user", "root"),
+            port=int(login.get("port") or DEFAULT_SSH_PORT),
+            ssh_key_path=Path(login["key"]) if login.get("key") else None,
+            ssh_agent_auth=bool(login.get("agent")))
+
     async def _forget(self, names: list[str]) -> None:
         node = self.prep.desired.nodes_with("etcd")[0]
-        paths = self._paths(node.name)
+        paths = self.rolling.paths(node.name)
         local = self.prep.provider.local_path
-        beat = self._heartbeat(node, paths)
+        beat = self.rolling.heartbeat(node, paths)
         beat = replace(beat, cafile=local(paths, beat.cafile), certfile=local(paths, beat.certfile),
                        keyfile=local(paths, beat.keyfile))
         with contextlib.suppress(Exception):
@@ -335,8 +298,6 @@ class Applier:
         with contextlib.suppress(OSError):
             if output.path.read_bytes() == output.content:
                 return False
-        from corral.install.state import write_private
-
         write_private(output.path, output.content, output.mode)
         self.progress.info(f"Wrote {output.path.name}", "outputs")
         self.changed = True
@@ -374,7 +335,7 @@ class Applier:
             if not ok:
                 raise ApplyError("healthcheck", LB_NODE, f"{self.prep.ctx.server_url}/ping "
                                  f"through corral lb: {detail}",
-                                 f"see {self._paths(LB_NODE).log('lb')}")
+                                 f"see {self.rolling.paths(LB_NODE).log('lb')}")
             self.progress.info(f"{self.prep.ctx.server_url}/ping answers pong through corral lb",
                                "healthcheck")
         endpoint = server_endpoint(self.prep.desired.nodes_with("controlplane")[0])
@@ -404,16 +365,18 @@ class Applier:
                              f"edit {self.prep.desired.source.name} as each problem says")
         if self.prep.preflight:
             raise PreflightError(self.prep.preflight)
+        warn_expiring(self.prep, self.progress)
         nothing = not plan.service_changes
         self.progress.info(plan.summary() if nothing else "Building the cluster")
         self.prep.provider.install(self.progress)
         self._certificates()
         for phase in ("etcd", "server", "ingress"):
             self._phase(phase)
+        self._sync_lb()  # the new nodes in, the removed ones out
+        self._roll()
         self._removals()
         by_path = {o.path: o for o in self.prep.outputs}
         written = [o.path for o in self.prep.outputs]
-        self._write_output(by_path[lb_config_path(self.prep.desired)])
         self._write_output(by_path[nginx_config_path(self.prep.desired)])
         self._phase("lb")
         token = self._token()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,6 +24,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from corral import pki
 from corral.install.desired import DesiredCluster, NodeSpec
+from corral.pki.issue import CERT_DAYS
 
 RENEW_BEFORE = timedelta(days=30)
 ETCD_CLIENT = "etcd-client"
@@ -65,27 +66,50 @@ class CertRequest:
 @dataclass(frozen=True, slots=True)
 class ClusterPki:
     """The CA and every certificate it issued for the cluster, by name (`etcd:<node>`,
-    `server:<node>`, `etcd-client`, `lb`)."""
+    `server:<node>`, `etcd-client`, `lb`).
+
+    `ca.cert_pem` is what every node trusts: the signing CA first, then, while `corral cert
+    rotate --rotate-ca` runs, the other CA of the rotation (a trust bundle); `ca.key_pem` is
+    the signing CA's key. `pending_ca` is the next CA while it is trusted but does not sign
+    yet (the first step of a CA rotation); `renewing` is set while new certificates of the
+    same CA are rolled out."""
 
     ca: CertPair
     certs: Mapping[str, CertPair] = field(default_factory=dict)
+    pending_ca: CertPair | None = None
+    renewing: bool = False
 
     def get(self, name: str) -> CertPair:
         """The certificate `name`; KeyError when it was not issued."""
         return self.certs[name]
 
+    def signing_ca_pem(self) -> str:
+        """The PEM of the CA that signs (the first of `ca.cert_pem`): what a chain ends with."""
+        return pki.certificate_pem(self.trusted()[0]).decode()
+
+    def trusted(self) -> list[x509.Certificate]:
+        """Every CA the nodes trust now (the signing CA first)."""
+        return pki.parse_certificates(self.ca.cert_pem, "the cluster CA")
+
     def to_json(self) -> dict[str, Any]:
         """The state file's form."""
-        return {
+        data: dict[str, Any] = {
             "ca": self.ca.to_json(),
             "certs": {name: pair.to_json() for name, pair in sorted(self.certs.items())},
         }
+        if self.pending_ca is not None:
+            data["pendingCa"] = self.pending_ca.to_json()
+        if self.renewing:
+            data["renewing"] = True
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> ClusterPki:
         """Parse the state file's form."""
         certs = {str(k): CertPair.from_json(v) for k, v in dict(data.get("certs") or {}).items()}
-        return cls(CertPair.from_json(data["ca"]), certs)
+        pending = data.get("pendingCa")
+        return cls(CertPair.from_json(data["ca"]), certs,
+                   CertPair.from_json(pending) if pending else None, bool(data.get("renewing")))
 
 
 def etcd_cert_name(node: str) -> str:
@@ -176,8 +200,9 @@ def still_good(
     return _alt_names(cert) == (request.dns_names, request.ip_addresses)
 
 
-def issue(ca: CertPair, request: CertRequest) -> CertPair:
-    """A new key and certificate for `request`, signed by the cluster CA."""
+def issue(ca: CertPair, request: CertRequest, days: int = CERT_DAYS) -> CertPair:
+    """A new key and certificate for `request`, signed by the cluster CA (the first
+    certificate of `ca.cert_pem`), valid `days` (never longer than the CA)."""
     ca_cert = ca.certificate()
     ca_key = pki.parse_private_key(ca.key_pem, "cluster CA key")
     cert, key = pki.issue_certificate(
@@ -186,6 +211,7 @@ def issue(ca: CertPair, request: CertRequest) -> CertPair:
         common_name=request.common_name,
         dns_names=request.dns_names,
         ip_addresses=request.ip_addresses,
+        days=days,
         server=request.server,
         client=request.client,
     )
@@ -225,7 +251,9 @@ def ensure_pki(
         else:
             certs[name] = issue(ca, request)
             changed.append(name)
-    return ClusterPki(ca, certs), changed
+    if recorded is None:
+        return ClusterPki(ca, certs), changed
+    return replace(recorded, certs=certs), changed
 
 
 def pending_certificates(

@@ -89,6 +89,8 @@ class SnapshotSpec:
     enabled: bool = False
     interval_hours: int = DEFAULT_SNAPSHOT_INTERVAL_HOURS
     retention: int = DEFAULT_SNAPSHOT_RETENTION
+    interval_s: float = 0.0  # `creation` exactly, in seconds (0: interval_hours)
+    retention_s: float = 0.0  # `retention` exactly, in seconds (0: retention x the interval)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,8 @@ over SSH), the verdicts are made here.
                  (or create them), and manage services: root where systemd runs the node
     ports        free on the node's address: 2379, 2380 (etcd), 8080, 8443 (server), 80
                  (ingress), unless Corral's own services of this node hold them
-    disk         room for a release in /opt/corral, for etcd's data in /var/lib/corral
+    disk         room for a release in /opt/corral, for etcd's data in /var/lib/corral,
+                 for the logs in /var/log/corral and the certificates in /etc/corral
     clock        the nodes' clocks within MAX_CLOCK_SKEW_S of each other (etcd and the
                  heartbeats compare times between nodes)
 """
@@ -34,7 +35,8 @@ MIN_PYTHON = (3, 11)
 MAX_CLOCK_SKEW_S = 2.0
 CONFIG_DIR, DATA_DIR, LOG_DIR = "/etc/corral", "/var/lib/corral", "/var/log/corral"
 INSTALL_DIRS = (PREFIX, CONFIG_DIR, DATA_DIR, LOG_DIR)
-SPACE_MB = {PREFIX: 400, DATA_DIR: 500, LOG_DIR: 100}  # a release (~210 MB while installing)
+SPACE_MB = {PREFIX: 400, DATA_DIR: 500, LOG_DIR: 100,  # a release (~210 MB installing)
+            CONFIG_DIR: 1}  # certificates and configuration: a few KB, rewritten atomically
 PYTHON_FIX = ("install Python 3.11 or newer as python3 on the node (Debian 12: apt-get install "
               "python3 python3-venv), or name a package index for your own build in "
               "`private_registries`")

@@ -147,6 +147,9 @@ class ServiceContext:
     corral: tuple[str, ...] = (sys.executable, "-m", "corral.cli.main")  # on the nodes
     etcd_binary: str = ETCD_BINARY
     lb_corral: tuple[str, ...] = (sys.executable, "-m", "corral.cli.main")  # on this machine
+    # node → (--initial-cluster, --initial-cluster-state) it was started with: a member keeps
+    # its flags; one joining a running cluster gets the members then and "existing"
+    etcd_initial: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
 
 def member_name(node: str) -> str:
@@ -202,8 +205,12 @@ def client_files(ctx: ServiceContext) -> dict[str, FileSpec]:
 def etcd_service(ctx: ServiceContext, node: NodeSpec) -> ServiceSpec:
     """The etcd member of `node`: the initial cluster is every etcd node of the state."""
     paths = ctx.paths(node.name)
-    members = [_node(ctx.desired, name) for name in ctx.etcd_members]
+    names = [name for name in ctx.etcd_members if any(n.name == name for n in ctx.desired.nodes)]
+    joining = node.name not in ctx.etcd_members
+    members = [_node(ctx.desired, name) for name in [*names, *([node.name] if joining else [])]]
     initial = ",".join(f"{member_name(m.name)}={etcd_peer_url(m)}" for m in members)
+    initial, cluster_state = ctx.etcd_initial.get(
+        node.name, (initial, "existing" if joining else "new"))
     ca, cert, key = (str(paths.file(p)) for p in (CA_FILE, ETCD_CERT, ETCD_KEY))
     argv = (
         ctx.etcd_binary,
@@ -214,7 +221,7 @@ def etcd_service(ctx: ServiceContext, node: NodeSpec) -> ServiceSpec:
         f"--listen-peer-urls={etcd_peer_url(node)}",
         f"--initial-advertise-peer-urls={etcd_peer_url(node)}",
         f"--initial-cluster={initial}",
-        "--initial-cluster-state=new",
+        f"--initial-cluster-state={cluster_state}",
         f"--initial-cluster-token={ctx.etcd_token}",
         "--client-cert-auth",
         f"--trusted-ca-file={ca}",
@@ -237,7 +244,34 @@ def etcd_service(ctx: ServiceContext, node: NodeSpec) -> ServiceSpec:
         keyfile=str(paths.file(CLIENT_KEY)),
     )
     files = {**client, **_pem_files(ctx, etcd_cert_name(node.name), ETCD_CERT, ETCD_KEY)}
-    return ServiceSpec("etcd", argv, {}, probe, files)
+    return ServiceSpec("etcd", _with_snapshots(ctx, node, argv), {}, probe, files)
+
+
+def _with_snapshots(ctx: ServiceContext, node: NodeSpec, argv: tuple[str, ...]) -> tuple[str, ...]:
+    """The member's command line, run by `corral etcd snapshot-loop` when `services.etcd` asks
+    for recurring snapshots (corral.install.etcd_snapshot_loop); unchanged otherwise."""
+    from corral.install.etcd_snapshot_files import node_snapshot_dir, policy
+
+    wanted = policy(ctx.desired.snapshots)
+    if not wanted.enabled:
+        return argv
+    paths = ctx.paths(node.name)
+    return (
+        *ctx.corral, "etcd", "snapshot-loop",
+        "--snapshot-dir", str(node_snapshot_dir(paths)),
+        "--creation", _seconds(wanted.interval_s),
+        "--retention", _seconds(wanted.retention_s),
+        "--etcdctl", str(Path(ctx.etcd_binary).with_name("etcdctl")),
+        "--endpoint", etcd_client_url(node),
+        "--cacert", str(paths.file(CA_FILE)),
+        "--cert", str(paths.file(CLIENT_CERT)),
+        "--key", str(paths.file(CLIENT_KEY)),
+        "--", *argv,
+    )
+
+
+def _seconds(value: float) -> str:
+    return f"{int(value)}s" if float(value).is_integer() else f"{value}s"
 
 
 def published_cacerts(ctx: ServiceContext) -> tuple[str, bool]:
@@ -282,6 +316,9 @@ def server_service(ctx: ServiceContext, node: NodeSpec) -> ServiceSpec:
     if no_cacerts:
         argv.append("--no-cacerts")
     env = dict(ctx.desired.server.env)
+    if ctx.desired.server.image:  # Rancher's names: an image tag change rolls the servers
+        env["CATTLE_SERVER_IMAGE"] = ctx.desired.server.image
+        env["CATTLE_SERVER_VERSION"] = ctx.desired.server.version
     audit_path = env.get("AUDIT_LOG_PATH") or DEFAULT_AUDIT_LOG_PATH
     slash = "/" if audit_path.endswith("/") else ""  # a directory stays one
     env["AUDIT_LOG_PATH"] = f"{paths.inside(audit_path)}{slash}"
@@ -327,7 +364,7 @@ def lb_files(ctx: ServiceContext) -> dict[str, FileSpec]:
     if spec is None or not spec.generate:
         return {}
     pair = ctx.pki.get(LB_CERT)
-    chain = pair.cert_pem + ctx.pki.ca.cert_pem  # leaf first, then the CA (Rancher's order)
+    chain = pair.cert_pem + ctx.pki.signing_ca_pem()  # leaf first, then the CA (Rancher's)
     return {
         LB_CERT_FILE: FileSpec(chain.encode(), 0o644),
         LB_KEY_FILE: FileSpec(pair.key_pem.encode(), 0o600),
@@ -348,7 +385,9 @@ def lb_service(ctx: ServiceContext, config_path: Path, config_text: bytes) -> Se
         raise ValueError("the cluster file has no load_balancer")
     address, port = lb_address(spec.listen)
     shown = "127.0.0.1" if address in ("0.0.0.0", "::") else address
-    inputs = {str(config_path): hashlib.sha256(config_text).hexdigest()}
+    # the configuration's text is not an input: a changed <stem>.lb.yml is reloaded, not
+    # restarted (corral up reloads it when it changes: no connection is dropped)
+    inputs: dict[str, str] = {}
     for extra in (spec.cert_file, spec.key_file):
         if extra is not None:
             inputs[str(extra)] = _file_digest(extra)

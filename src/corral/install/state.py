@@ -42,16 +42,22 @@ class NodeState:
     internal_address: str
     roles: tuple[str, ...]
     services: Mapping[str, str] = field(default_factory=dict)
+    # how an SSH node is logged in to (user, port, key, agent), so a node removed from the
+    # cluster file can still be reached to stop its services; {} for local nodes
+    ssh: Mapping[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """The state file's form."""
-        return {
+        data: dict[str, Any] = {
             "name": self.name,
             "address": self.address,
             "internalAddress": self.internal_address,
             "roles": list(self.roles),
             "services": dict(sorted(self.services.items())),
         }
+        if self.ssh:
+            data["ssh"] = dict(sorted(self.ssh.items()))
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> NodeState:
@@ -62,6 +68,7 @@ class NodeState:
             internal_address=str(data.get("internalAddress", "")),
             roles=tuple(str(r) for r in data.get("roles") or ()),
             services={str(k): str(v) for k, v in dict(data.get("services") or {}).items()},
+            ssh={str(k): str(v) for k, v in dict(data.get("ssh") or {}).items()},
         )
 
 
@@ -76,7 +83,9 @@ class ClusterState:
     pki: ClusterPki
     etcd_token: str
     admin_password: str
-    etcd_members: tuple[str, ...] = ()  # the nodes of the etcd cluster as it was created
+    etcd_members: tuple[str, ...] = ()  # the nodes of the etcd cluster (its members now)
+    # node → (--initial-cluster, --initial-cluster-state) its member was started with
+    etcd_initial: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     admin_token: str = ""
     nodes: Mapping[str, NodeState] = field(default_factory=dict)
     corral_version: str = __version__
@@ -104,6 +113,8 @@ class ClusterState:
             "updatedAt": self.updated_at,
             "etcdToken": self.etcd_token,
             "etcdMembers": list(self.etcd_members),
+            "etcdInitial": {name: {"cluster": cluster, "state": state}
+                            for name, (cluster, state) in sorted(self.etcd_initial.items())},
             "admin": {"password": self.admin_password, "token": self.admin_token},
             "pki": self.pki.to_json(),
             "nodes": {name: node.to_json() for name, node in sorted(self.nodes.items())},
@@ -125,6 +136,10 @@ class ClusterState:
             admin_password=str(admin["password"]),
             admin_token=str(admin.get("token", "")),
             etcd_members=tuple(str(m) for m in data.get("etcdMembers") or ()),
+            etcd_initial={
+                str(k): (str(v["cluster"]), str(v["state"]))
+                for k, v in dict(data.get("etcdInitial") or {}).items()
+            },
             nodes={
                 str(k): NodeState.from_json(v) for k, v in dict(data.get("nodes") or {}).items()
             },

@@ -291,25 +291,28 @@ def validate_etcd(loaded: Cluster, out: Findings) -> SnapshotSpec:
             interval_hours=backup.interval_hours or DEFAULT_SNAPSHOT_INTERVAL_HOURS,
             retention=backup.retention or DEFAULT_SNAPSHOT_RETENTION,
         )
-    hours = {"creation": 12.0, "retention": 72.0}  # RKE's defaults: 12h, 72h
-    for key in hours:
+    seconds = {"creation": 12 * 3600.0, "retention": 72 * 3600.0}  # RKE's defaults: 12h, 72h
+    for key in seconds:
         text = getattr(etcd, key)
         if text is None:
             continue
         try:
-            hours[key] = parse_duration(text) / 3600
+            value = parse_duration(text)
         except ValueError as exc:
-            out.errors.append(loaded.problem((*loc, key), str(exc), 'write hours such as "12h"'))
+            out.errors.append(loaded.problem((*loc, key), str(exc), 'write a duration such as '
+                                             '"12h", "90m" or "30s"'))
             continue
-        if hours[key] < 1 or hours[key] != int(hours[key]):
-            out.errors.append(loaded.problem((*loc, key), f"{text!r} is not a whole number of "
-                                             "hours: Corral snapshots by the hour",
-                                             'write hours such as "6h" or "24h"'))
-            hours[key] = max(1.0, round(hours[key]))
+        if value <= 0:
+            out.errors.append(loaded.problem((*loc, key), f"{text!r} is no time at all",
+                                             'write a duration such as "6h" or "24h"'))
+            continue
+        seconds[key] = value
     return SnapshotSpec(
         enabled=bool(etcd.snapshot or etcd.backup),
-        interval_hours=int(hours["creation"]),
-        retention=max(1, math.ceil(hours["retention"] / hours["creation"])),
+        interval_hours=max(1, round(seconds["creation"] / 3600)),
+        retention=max(1, math.ceil(seconds["retention"] / seconds["creation"])),
+        interval_s=seconds["creation"],
+        retention_s=seconds["retention"],
     )
 
 

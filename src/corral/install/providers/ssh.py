@@ -146,6 +146,8 @@ class SshProvider(Provider):
         command = f"python3 - {op} {shlex.quote(json.dumps(args))}"
         done = await link.conn.run(command, input=self._ops, check=False)
         out = str(done.stdout or "").strip().splitlines()
+        if not out and (done.returncode is None or link.conn.is_closed()):
+            raise self.lost(name, f"running `{op}` there", "the connection was lost")
         try:
             result: dict[str, Any] = json.loads(out[-1])
         except (IndexError, ValueError):
@@ -154,14 +156,40 @@ class SshProvider(Provider):
             raise ProviderError(f"node [{name}]: {op} failed: {result['error']}")
         return result
 
-    def _node_op(self, paths: NodePaths, op: str, **args: Any) -> dict[str, Any]:
+    def lost(self, name: str, doing: str, why: str) -> ProviderError:
+        """Node `name` stopped answering while `doing`: the node, the step, what this run
+        left half-done, and the fix."""
+        node = self.nodes.get(name)
+        where = f" ({node.user}@{node.address}:{node.port})" if node else ""
+        login = f"ssh -p {node.port} {node.user}@{node.address} true" if node else "ssh"
+        return ProviderError(
+            f"node [{name}]{where} stopped answering while {doing}: {why}. Half-done: "
+            f"node [{name}] may hold some of this step's files or processes; every service "
+            "that came up healthy is recorded in the state file, nothing else"
+            f" — fix: bring node [{name}] back (is it up, does its sshd answer `{login}`?); "
+            "the next `corral up` redoes this step on it and keeps what is recorded")
+
+    def _remote(self, name: str, doing: str, coro: Coroutine[Any, Any, T],
+                timeout: float = CALL_TIMEOUT_S) -> T:
+        """`coro` on the loop; a lost connection is a ProviderError naming node and step."""
         try:
-            return self._run(self.op(paths.node, op, {"root": str(paths.root),
-                                                        "unit": UNIT, **args}))
+            return self._run(coro, timeout)
         except SshFailure as exc:
-            raise ProviderError(f"node [{paths.node}]: {exc.message} — fix: {exc.fix}") from None
-        except (OSError, asyncssh.Error) as exc:
-            raise ProviderError(f"node [{paths.node}]: SSH failed during {op}: {exc}") from None
+            raise ProviderError(f"node [{name}]: {exc.message} — fix: {exc.fix}") from None
+        except (OSError, asyncssh.Error, TimeoutError) as exc:
+            why = str(exc) or type(exc).__name__
+            link = self._links.get(name)
+            if link is not None and not link.conn.is_closed():  # it answers: a plain failure
+                raise ProviderError(
+                    f"node [{name}]: {doing} failed: {why} — fix: check the free space (df -h "
+                    f"{' '.join(checks.INSTALL_DIRS)}) and the rights there, then run "
+                    "`corral up` again: it redoes this step") from None
+            raise self.lost(name, doing, why) from None
+
+    def _node_op(self, paths: NodePaths, op: str, **args: Any) -> dict[str, Any]:
+        return self._remote(paths.node, f"running `{op}` there",
+                            self.op(paths.node, op, {"root": str(paths.root), "unit": UNIT,
+                                                     **args}))
 
     # -- what corral up asks --------------------------------------------------------------
 
@@ -242,14 +270,34 @@ class SshProvider(Provider):
         """Ship the bundle to every node that lacks its release and install it, all at once."""
         bundle = self.bundle()
 
-        async def every() -> None:
-            await asyncio.gather(*(install_release(self, name, bundle, progress)
-                                   for name in self.nodes))
+        async def every() -> None:  # every node finishes (or fails) before one is reported
+            done = await asyncio.gather(*(install_release(self, name, bundle, progress)
+                                          for name in self.nodes), return_exceptions=True)
+            for outcome in done:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+
+        from corral.install.apply import ApplyError
 
         try:
             self._run(every(), INSTALL_TIMEOUT_S)
         except SshFailure as exc:
             raise ProviderError(f"{exc.message} — fix: {exc.fix}") from None
+        except (ProviderError, OSError, asyncssh.Error, TimeoutError) as exc:
+            lost = [n for n, link in self._links.items() if link.conn.is_closed()]
+            if not lost:
+                raise
+            name = lost[0]
+            node = self.nodes[name]
+            raise ApplyError(
+                "bundle", name,
+                f"{node.user}@{node.address}:{node.port} stopped answering while "
+                f"{bundle.requirement} was being shipped or installed there "
+                f"({str(exc) or type(exc).__name__}). Half-done: an incomplete release in "
+                f"{bundle.release} on node [{name}] (installed again next time); no service "
+                "was started on any node",
+                f"bring node [{name}] back (is it up, does its sshd answer `ssh -p {node.port} "
+                f"{node.user}@{node.address} true`?)") from None
 
     # -- files and the supervisor ---------------------------------------------------------
 
@@ -259,7 +307,8 @@ class SshProvider(Provider):
         if not paths.node:
             self.local.write_files(paths, files)
             return
-        self._run(self._write(paths, files))
+        self._remote(paths.node, f"writing {', '.join(sorted(files))} there",
+                     self._write(paths, files))
         mirrored = {r: s for r, s in files.items() if r.startswith(MIRRORED)}
         if mirrored:
             self.local.write_files(NodePaths(self.mirror(paths.node)), mirrored)
@@ -294,7 +343,8 @@ class SshProvider(Provider):
         """Over SFTP (None when the file does not exist)."""
         if not paths.node:
             return self.local.read_file(paths, path)
-        return self._run(self._read(paths.node, str(path)))
+        return self._remote(paths.node, f"reading {path} there", self._read(paths.node,
+                                                                              str(path)))
 
     async def _read(self, name: str, path: str) -> bytes | None:
         sftp = (await self.link(name)).sftp
