@@ -3,7 +3,9 @@ real SSH hosts (the test hosts of tests.support.ssh_hosts: OpenSSH's sshd per no
 mount namespace of its own on 127.0.9.N), from nothing on the nodes to `kubectl get nodes`:
 preflight, shipping and installing the offline bundle, every service, the external corral lb.
 
-Per run: a new cluster (empty hosts), then `corral remove`; then a re-run on a running cluster.
+Per run: a new cluster (empty hosts), then `corral remove`; then a re-run on a running cluster,
+and a rolling upgrade (a new image tag in the Deployment `cattle`) under a request stream through
+the load balancer (unless --no-upgrade).
 The offline bundle is built (or found in the cache) once first, as a user's first run would;
 its time is reported on its own line. Progress on stderr; the table on stdout.
 """
@@ -11,8 +13,10 @@ its time is reported on its own line. Progress on stderr; the table on stdout.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import re
+import ssl
 import statistics
 import subprocess
 import sys
@@ -20,11 +24,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
 from tests.e2e.up_ssh.harness import cluster_text, node_entry
 from tests.support.net import free_port
 from tests.support.ssh_hosts import SshHost, make_key, ssh_hosts, write_known_hosts
 
 from bench.processes import BenchError
+from bench.up_load import Load, missing_writes
+from bench.up_main import FQDN, Upgrade
 from corral.install.bundle import build_bundle
 
 RKE_GUIDE_S = 101.0
@@ -56,17 +63,42 @@ def phase_end(output: str, text: str) -> int | None:
     return found[-1] if found else None
 
 
-def write_cluster(directory: Path, hosts: list[SshHost], key: Path) -> Path:
-    """The cluster file (tests/e2e/up's with provider ssh) for the three hosts."""
+def write_cluster(directory: Path, hosts: list[SshHost], key: Path) -> tuple[Path, int]:
+    """The cluster file (tests/e2e/up's with provider ssh) for the three hosts, and the load
+    balancer's HTTPS port."""
     known = write_known_hosts(directory / "known_hosts", hosts)
     config = directory / "rancher-cluster.yml"
+    https_port = free_port()
     config.write_text(cluster_text([node_entry(h, f"node-{i + 1}") for i, h in enumerate(hosts)],
-                                   key, known, free_port(), free_port()))
-    return config
+                                   key, known, https_port, free_port()))
+    return config, https_port
+
+
+def rolling_upgrade(config: Path, https_port: int, steady_s: float,
+                    tag: str = "v2.0.8") -> Upgrade:
+    """A new image tag in the Deployment `cattle`; `corral up` under load rolls the servers
+    out node by node through the load balancer."""
+    kubeconfig = yaml.safe_load((config.parent / f"kube_config_{config.name}").read_text())
+    ca = base64.b64decode(kubeconfig["clusters"][0]["cluster"]["certificate-authority-data"])
+    context = ssl.create_default_context(cadata=ca.decode())
+    token = str(kubeconfig["users"][0]["user"]["token"])
+    config.write_text(config.read_text().replace("rancher/rancher:latest",
+                                                 f"rancher/rancher:{tag}"))
+    load = Load(FQDN, https_port, context, token)
+    load.start()
+    try:
+        time.sleep(steady_s)  # a steady stream before the upgrade (a measurement, not a sync)
+        took, _ = corral(config, "up")
+    finally:
+        stats = load.stop()
+    lost = missing_writes(FQDN, https_port, context, token, stats.acked)
+    say(f"rolling upgrade of 3 SSH nodes: {took:.1f} s, "
+        f"{stats.reads_failed + stats.writes_failed} requests failed")
+    return Upgrade(took, stats, len(lost))
 
 
 def report(bundle_s: float, ups: list[float], installs: list[int], rerun: float,
-           removes: list[float]) -> list[str]:
+           removes: list[float], upgrade: Upgrade | None = None) -> list[str]:
     """The table (pure)."""
     median = statistics.median(ups)
     rows = [
@@ -81,6 +113,15 @@ def report(bundle_s: float, ups: list[float], installs: list[int], rerun: float,
         ("corral up, re-run (nothing to change)", f"{rerun:.1f} s"),
         ("corral remove", f"{statistics.median(removes):.1f} s" if removes else "-"),
     ]
+    if upgrade is not None:
+        stats = upgrade.stats
+        rows += [
+            ("rolling upgrade, 3 SSH nodes (new image tag)", f"{upgrade.took_s:.1f} s"),
+            ("rolling upgrade: requests failed",
+             f"{stats.reads_failed + stats.writes_failed} of "
+             f"{stats.reads_ok + stats.reads_failed + stats.writes_ok + stats.writes_failed}"),
+            ("rolling upgrade: acknowledged writes lost", str(upgrade.lost_writes)),
+        ]
     width = max(len(name) for name, _ in rows)
     lines = ["", f"{'measure'.ljust(width)}  value", f"{'-' * width}  -----"]
     lines += [f"{name.ljust(width)}  {value}" for name, value in rows]
@@ -103,7 +144,8 @@ def run_ssh(options: argparse.Namespace) -> list[str]:
         installs: list[int] = []
         removes: list[float] = []
         with ssh_hosts(directory / "hosts", 3, [key]) as hosts:
-            config = write_cluster(directory, hosts, key)
+            config, https_port = write_cluster(directory, hosts, key)
+            upgrade: Upgrade | None = None
             try:
                 for index in range(runs):
                     took, output = corral(config, "up")
@@ -117,10 +159,13 @@ def run_ssh(options: argparse.Namespace) -> list[str]:
                         removes.append(corral(config, "remove", "--force")[0])
                 rerun = corral(config, "up")[0]
                 say(f"re-run: {rerun:.1f} s")
+                if not options.no_upgrade:
+                    steady = 2.0 if options.quick else options.steady
+                    upgrade = rolling_upgrade(config, https_port, steady)
             finally:
                 with contextlib.suppress(BenchError):
                     removes.append(corral(config, "remove", "--force")[0])
                 left = [pid for host in hosts for pid in host.processes()]
                 if left:
                     say(f"{len(left)} process(es) corral remove left are killed with the hosts")
-        return report(bundle_s, ups, installs, rerun, removes)
+        return report(bundle_s, ups, installs, rerun, removes, upgrade)
