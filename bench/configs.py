@@ -2,7 +2,8 @@
 
 The proxies reproduce Rancher's example NGINX configuration (the "Example NGINX configuration" of
 Rancher's single-node guide, Docker install behind an NGINX Layer-7 load balancer) with
-`worker_processes 1`, `access_log off` and listeners on 127.0.0.1 only.
+`worker_processes 1`, `access_log off` and listeners on 127.0.0.1 only; HAProxy gets the
+equivalent configuration in its own terms (`haproxy_cfg`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ class CertFiles:
     chain: Path
     key: Path
     ca: Path
+
+    @property
+    def combined(self) -> Path:
+        """Chain then key in one PEM file (HAProxy's `crt`), beside the others."""
+        return self.chain.with_name("combined.pem")
 
 
 def _nginx_common(directory: Path) -> str:
@@ -95,6 +101,7 @@ def proxy_nginx_conf(
     *,
     tuned: bool,
     workers: int = 1,
+    worker_connections: int = WORKER_CONNECTIONS,
 ) -> str:
     """Rancher's example NGINX configuration with `workers` workers; `tuned` adds keep-alive."""
     keepalive = f"\n        keepalive {UPSTREAM_KEEPALIVE};" if tuned else ""
@@ -106,7 +113,7 @@ worker_processes {workers};
 worker_rlimit_nofile {WORKER_RLIMIT_NOFILE};
 {_nginx_common(directory)}
 events {{
-    worker_connections {WORKER_CONNECTIONS};
+    worker_connections {worker_connections};
 }}
 
 http {{
@@ -157,6 +164,7 @@ def corral_lb_yaml(
     certs: CertFiles,
     workers: int = 1,
     groups: Sequence[str] | None = None,
+    worker_connections: int = WORKER_CONNECTIONS,
 ) -> str:
     """The `corral lb` equivalent of Rancher's example NGINX configuration (no access log);
     `groups` replaces the default key-exchange groups."""
@@ -165,7 +173,7 @@ def corral_lb_yaml(
 # Rancher's example NGINX configuration for corral lb (see examples/lb.yml), {workers} worker(s).
 worker_processes: {workers}
 worker_rlimit_nofile: {WORKER_RLIMIT_NOFILE}
-worker_connections: {WORKER_CONNECTIONS}
+worker_connections: {worker_connections}
 access_log: "off"
 
 upstreams:
@@ -187,4 +195,53 @@ servers:
   - listen: "127.0.0.1:{ports.http}"
     server_name: {SERVER_NAME}
     redirect: https://$server_name$request_uri
+"""
+
+
+def haproxy_cfg(
+    directory: Path,
+    ports: ProxyPorts,
+    backend_port: int,
+    certs: CertFiles,
+    *,
+    threads: int = 1,
+    maxconn: int = WORKER_CONNECTIONS,
+) -> str:
+    """HAProxy with the equivalent of Rancher's example NGINX configuration: `threads` threads,
+    TLS 1.2 and 1.3, ALPN h2 and http/1.1, kept-alive upstream connections shared between
+    clients (`http-reuse always`, as nginx's upstream `keepalive`), nginx's timeouts, the same
+    X-Forwarded-* headers, no log, and the port-80 redirect. `certs.combined` is the PEM HAProxy
+    wants: chain and key in one file."""
+    return f"""\
+# HAProxy with the equivalent of Rancher's example NGINX configuration, {threads} thread(s).
+global
+    nbthread {threads}
+    maxconn {maxconn}
+    pidfile {directory}/haproxy.pid
+    ssl-default-bind-options ssl-min-ver TLSv1.2 ssl-max-ver TLSv1.3
+
+defaults
+    mode http
+    option http-keep-alive
+    http-reuse always
+    timeout connect 5s
+    timeout http-request 60s
+    timeout client 60s
+    timeout http-keep-alive 75s
+    timeout server 900s
+    timeout tunnel 900s
+
+frontend https
+    bind 127.0.0.1:{ports.https} ssl crt {certs.combined} alpn h2,http/1.1
+    http-request set-header X-Forwarded-Proto https
+    http-request set-header X-Forwarded-Port %[dst_port]
+    option forwardfor
+    default_backend rancher
+
+frontend http
+    bind 127.0.0.1:{ports.http}
+    http-request redirect location https://{SERVER_NAME}%[capture.req.uri] code 301
+
+backend rancher
+    server backend 127.0.0.1:{backend_port}
 """

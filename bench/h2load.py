@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import psutil
 
-from bench.processes import BenchError, child_setup
+from bench.processes import BenchError, run_child
 
 if TYPE_CHECKING:
     from bench.targets import Target
@@ -30,7 +30,7 @@ H2_CONNECTIONS = 16
 H2_STREAMS = 32  # concurrent streams per connection (h2load -m)
 NGINX_REQUESTS_PER_CONNECTION = 1000  # nginx's default keepalive_requests
 WARMUP_REQUESTS_PER_CONNECTION = 100
-PEERS = ("nginx-rancher-example", "nginx-tuned")
+PEERS = ("nginx-rancher-example", "nginx-tuned", "haproxy")
 
 _FINISHED = re.compile(r"finished in [\d.]+m?s, ([\d.]+) req/s")
 _REQUESTS = re.compile(
@@ -120,14 +120,7 @@ def run_h2load(url: str, per_connection: int, cpu: int | None) -> H2Result:
     argv = h2load_argv(url, per_connection)
     limit = 120
     try:
-        done = subprocess.run(
-            argv,
-            capture_output=True,
-            text=True,
-            timeout=limit,
-            preexec_fn=child_setup(cpu),
-            check=False,
-        )
+        done = run_child(argv, cpu, timeout=limit)
     except subprocess.TimeoutExpired as exc:
         raise BenchError(f"h2load against {url} did not finish in {limit}s") from exc
     if done.returncode != 0:

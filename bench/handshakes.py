@@ -24,7 +24,7 @@ from statistics import median
 import psutil
 
 from bench.configs import CertFiles, ProxyPorts, corral_lb_yaml
-from bench.processes import BenchError, Service, child_setup
+from bench.processes import BenchError, Service, spawn
 from bench.targets import PortPicker, Target
 
 CLIENTS = 4  # s_time processes in parallel: enough to keep one proxy worker busy
@@ -77,19 +77,20 @@ def run_s_time(
     `duration_s` seconds each."""
     argv = ["openssl", "s_time", "-connect", f"127.0.0.1:{port}", "-new", "-time", str(duration_s)]
     started = time.monotonic()
-    procs = [
-        subprocess.Popen(
-            argv,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            preexec_fn=child_setup(cpu),
-        )
-        for _ in range(clients)
-    ]
+    procs: list[subprocess.Popen[str]] = []
     outputs = []
     try:
+        for _ in range(clients):
+            procs.append(
+                spawn(
+                    argv,
+                    cpu,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    text=True,
+                )
+            )
         for proc in procs:
             out, _ = proc.communicate(timeout=duration_s + 60)
             outputs.append(out)

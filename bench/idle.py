@@ -63,7 +63,7 @@ async def _hold_idle(
     writers = await asyncio.gather(*(_open_one(port, context, gate) for _ in range(count)))
     opened = [w for w in writers if w is not None]
     try:
-        rss = await _settled_rss(measure)
+        rss = await settled_rss(measure)
         still_open = sum(1 for w in opened if not w.is_closing())
         return still_open, rss
     finally:
@@ -74,7 +74,7 @@ async def _hold_idle(
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
 
 
-async def _settled_rss(process: psutil.Process) -> int:
+async def settled_rss(process: psutil.Process) -> int:
     """RSS once it stops growing (the worker may still be finishing handshakes' bookkeeping)."""
     deadline = time.monotonic() + SETTLE_MAX_S
     rss = process.memory_info().rss

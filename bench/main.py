@@ -1,6 +1,6 @@
-"""`bench/lb_vs_nginx`: requests/s, p99 latency, TLS handshakes/s and memory per idle TLS
-connection of nginx (Rancher's example NGINX configuration), nginx (tuned), corral lb and the
-bare backend, in one run.
+"""`bench/lb_vs_nginx`: requests/s, p99 latency, TLS handshakes/s, the connection-count curve,
+memory per idle TLS connection and per idle WebSocket of nginx (Rancher's example NGINX
+configuration), nginx (tuned), HAProxy, corral lb and the bare backend, in one run.
 
 Prints progress on stderr; the report on stdout ends with `ratio corral/nginx-tuned: 0.NN`.
 """
@@ -23,12 +23,21 @@ from pathlib import Path
 import psutil
 
 from bench.configs import CertFiles, ProxyPorts
+from bench.curve import DEFAULT_CURVE, curve_report, measure_curve, parse_curve
 from bench.h2load import h2_report, measure_h2
+from bench.handshake_peer import measure_peer_handshakes, peer_handshake_report
 from bench.handshakes import handshake_report, measure_handshakes
 from bench.idle import measure_idle_connections, raise_open_files_limit
 from bench.placement import DEFAULT_PLACEMENT, PLACEMENTS, Placement, choose_placement
 from bench.processes import BenchError, run_main
-from bench.report import TargetFigures, cpu_ratio_line, format_runs, format_table, ratio_line
+from bench.report import (
+    TargetFigures,
+    cpu_ratio_line,
+    format_runs,
+    format_table,
+    peer_lines,
+    ratio_line,
+)
 from bench.targets import (
     PortPicker,
     Target,
@@ -37,13 +46,16 @@ from bench.targets import (
     probe,
     start_backend,
     start_corral_lb,
+    start_haproxy,
     start_nginx_proxy,
 )
 from bench.two_workers import measure_two_workers, two_worker_report
 from bench.wrk import DONE_SCRIPT, run_wrk
+from bench.ws_idle import fd_hard_limit, measure_websockets, websocket_capacity, websocket_report
 
-FULL = {"duration": 10, "runs": 3, "warmup": 5, "idle_connections": 2000}
-QUICK = {"duration": 1, "runs": 1, "warmup": 1, "idle_connections": 200}
+FULL = {"duration": 10, "runs": 3, "warmup": 5, "idle_connections": 2000, "websockets": 10000}
+QUICK = {"duration": 1, "runs": 1, "warmup": 1, "idle_connections": 200, "websockets": 200}
+QUICK_CURVE = (10, 64)
 NOFILE_HEADROOM = 1000
 
 
@@ -57,6 +69,8 @@ class Options:
     connections: int
     idle_connections: int
     placement: str
+    curve: tuple[int, ...] = DEFAULT_CURVE
+    websockets: int = 0
 
 
 def parse_args(argv: list[str] | None) -> Options:
@@ -78,6 +92,16 @@ def parse_args(argv: list[str] | None) -> Options:
         "--idle-connections", type=int, help="idle TLS connections per proxy (default 2000)"
     )
     parser.add_argument(
+        "--curve",
+        help="connection counts of the throughput curve, comma-separated; 0 skips it "
+        "(default 10,64,500,2000; 10,64 with --quick)",
+    )
+    parser.add_argument(
+        "--websockets",
+        type=int,
+        help="idle WebSockets held through each proxy (default 10000, 200 with --quick; 0 skips)",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="smoke check: 1 run of 1 s, 200 idle connections"
     )
     parser.add_argument(
@@ -91,6 +115,14 @@ def parse_args(argv: list[str] | None) -> Options:
     )
     args = parser.parse_args(argv)
     base = QUICK if args.quick else FULL
+    try:
+        curve = (
+            parse_curve(args.curve)
+            if args.curve is not None
+            else (QUICK_CURVE if args.quick else DEFAULT_CURVE)
+        )
+    except ValueError as exc:
+        parser.error(f"--curve: {exc} (e.g. --curve 10,64,500,2000)")
     options = Options(
         duration=args.duration if args.duration is not None else base["duration"],
         runs=args.runs if args.runs is not None else base["runs"],
@@ -101,12 +133,14 @@ def parse_args(argv: list[str] | None) -> Options:
             else base["idle_connections"]
         ),
         placement=args.placement,
+        curve=curve,
+        websockets=args.websockets if args.websockets is not None else base["websockets"],
     )
     for name in ("duration", "runs", "connections"):
         if getattr(options, name) < 1:
             parser.error(f"--{name} must be at least 1, not {getattr(options, name)}")
-    if options.warmup < 0 or options.idle_connections < 0:
-        parser.error("--warmup and --idle-connections must not be negative")
+    if options.warmup < 0 or options.idle_connections < 0 or options.websockets < 0:
+        parser.error("--warmup, --idle-connections and --websockets must not be negative")
     return options
 
 
@@ -134,6 +168,7 @@ def _header(options: Options, placement: Placement) -> list[str]:
         + ", ".join(
             [
                 _tool_version(["nginx", "-v"]),
+                _tool_version(["haproxy", "-v"]).split(" - ")[0],
                 _tool_version(["wrk", "--version"]).split(" [")[0],
                 f"corral {importlib.metadata.version('corral')}",
                 f"Python {platform.python_version()}",
@@ -191,6 +226,7 @@ def _measure_memory(targets: list[Target], options: Options, context: ssl.SSLCon
 PROXIES = (
     ("nginx-rancher-example", "nginx, Rancher's example config as is (Connection: close upstream)"),
     ("nginx-tuned", "nginx, Rancher's example config + upstream keepalive 128, Connection \"\""),
+    ("haproxy", "HAProxy, the equivalent config (1 thread, http-reuse always)"),
     ("corral-lb", "corral lb, the equivalent config (upstream keep-alive by default)"),
 )
 
@@ -209,6 +245,8 @@ def _start_targets(
         ports = ProxyPorts(https=port(), http=port())
         if name == "corral-lb":
             service = start_corral_lb(work, ports, backend_port, certs, placement.proxy)
+        elif name == "haproxy":
+            service = start_haproxy(work, ports, backend_port, certs, placement.proxy)
         else:
             tuned = name == "nginx-tuned"
             service = start_nginx_proxy(
@@ -231,25 +269,29 @@ def _report(figures: list[TargetFigures]) -> list[str]:
     lines += [format_runs(f) for f in figures]
     lines += [f"{f.name}: {f.idle_note}" for f in figures if f.idle_note]
     by_name = {f.name: f for f in figures}
+    corral, tuned = by_name["corral-lb"], by_name["nginx-tuned"]
     return [
         *lines,
         "backend-direct is plain HTTP straight to the backend: the ceiling, not a peer.",
         f"load average at end {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
         "other work on this machine makes the figures noisy.",
-        cpu_ratio_line(by_name["corral-lb"], by_name["nginx-tuned"]),
-        ratio_line(by_name["corral-lb"], by_name["nginx-tuned"]),
+        *peer_lines(corral, [by_name["haproxy"], tuned]),
+        cpu_ratio_line(corral, tuned),
+        ratio_line(corral, tuned),
     ]
 
 
 def run(options: Options) -> list[str]:
     """Start everything, measure, stop everything; returns the report's lines."""
-    for tool in ("nginx", "wrk"):
+    for tool in ("nginx", "haproxy", "wrk"):
         if shutil.which(tool) is None:
             raise BenchError(f"`{tool}` is not installed; run scripts/setup (or bench/lb_vs_nginx)")
     placement = choose_placement(options.placement, sorted(os.sched_getaffinity(0)))
     if placement.load is not None:
         os.sched_setaffinity(0, {placement.load})  # this process runs the idle-connection client
-    raise_open_files_limit(options.idle_connections + NOFILE_HEADROOM)
+    fd_limit = fd_hard_limit()
+    websockets = min(options.websockets, websocket_capacity(fd_limit))
+    raise_open_files_limit(max(options.idle_connections, websockets, 2000) + NOFILE_HEADROOM)
     header = _header(options, placement)
     with contextlib.ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="corral-bench-")))
@@ -271,6 +313,16 @@ def run(options: Options) -> list[str]:
             say=_say,
         )
         _measure_memory(targets, options, context)
+        # after the memory figure: a proxy that held 2,000 connections reuses that memory for
+        # the idle ones, which would then cost it nothing
+        curves = measure_curve(
+            targets,
+            options.curve,
+            duration_s=options.duration,
+            script=script,
+            cpu=placement.load,
+            say=_say,
+        )
         backend_port = int(targets[-1].url.rstrip("/").rsplit(":", 1)[1])
         # after the memory figure: short-lived connections grow corral's RSS for a while
         handshakes = measure_handshakes(
@@ -285,13 +337,38 @@ def run(options: Options) -> list[str]:
             load_cpu=placement.load,
             say=_say,
         )
+        peer_handshakes = measure_peer_handshakes(
+            targets,
+            duration_s=options.duration,
+            runs=options.runs,
+            warmup=options.warmup > 0,
+            load_cpu=placement.load,
+            say=_say,
+        )
         two = measure_two_workers(
             stack, work, certs, backend_port, duration_s=options.duration, runs=options.runs,
             connections=options.connections, script=script, say=_say,
         )
+        ws = (
+            measure_websockets(
+                work,
+                certs,
+                context,
+                websockets,
+                proxy_cpu=placement.proxy,
+                backend_cpu=placement.backend,
+                say=_say,
+            )
+            if websockets
+            else []
+        )
     report = _report([t.figures for t in targets])  # its last line stays the wrk ratio
-    extra = h2_report(h2, options.duration) + handshake_report(handshakes, options.duration)
+    extra = curve_report(curves, options.curve, options.duration)
+    extra += h2_report(h2, options.duration) + handshake_report(handshakes, options.duration)
+    extra += peer_handshake_report(peer_handshakes, handshakes)
     extra += two_worker_report(two)
+    capped = options.websockets if websockets < options.websockets else None
+    extra += websocket_report(ws, websockets, capped)
     return header + report[:-1] + extra + report[-1:]
 
 

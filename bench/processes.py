@@ -2,6 +2,10 @@
 
 Each child runs in its own session (Ctrl-C reaches only the benchmark, which then stops the
 children in order) and gets SIGTERM from the kernel if the benchmark itself dies (PDEATHSIG).
+Children are started with `spawn` (or `run_child`): Ctrl-C, SIGTERM and SIGHUP are held while
+the child is forked, because Python runs a handler that fires during a fork with a `preexec_fn`
+inside the at-fork hooks (logging's), which print its KeyboardInterrupt and drop it; the
+benchmark would then carry on as if never interrupted.
 """
 
 from __future__ import annotations
@@ -16,11 +20,13 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import psutil
 
 PR_SET_PDEATHSIG = 1
 STOP_TIMEOUT_S = 10.0
+HELD_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})  # while forking
 
 
 class BenchError(Exception):
@@ -31,6 +37,7 @@ def child_setup(cpu: int | None) -> Callable[[], None]:
     """A preexec function: die with the parent, and run on `cpu` when one is given."""
 
     def setup() -> None:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_SIGNALS)  # held by spawn in the parent
         with contextlib.suppress(OSError, AttributeError):
             libc = ctypes.CDLL("libc.so.6", use_errno=True)
             libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
@@ -38,6 +45,57 @@ def child_setup(cpu: int | None) -> Callable[[], None]:
             os.sched_setaffinity(0, {cpu})
 
     return setup
+
+
+def spawn(argv: Sequence[str], cpu: int | None, **options: Any) -> subprocess.Popen[Any]:
+    """`subprocess.Popen(argv, **options)` with `child_setup(cpu)`, the signals of
+    HELD_SIGNALS held while it forks. One that came meanwhile is handled once the child
+    exists: the child is killed and the handler's exception (KeyboardInterrupt, SystemExit)
+    raised here."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)
+    proc: subprocess.Popen[Any] | None = None
+    try:
+        proc = subprocess.Popen(argv, preexec_fn=child_setup(cpu), **options)
+    finally:
+        try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)  # runs a pending handler
+        except BaseException:
+            if proc is not None:
+                _kill(proc, group=bool(options.get("start_new_session")))
+            raise
+    return proc
+
+
+def _kill(proc: subprocess.Popen[Any], *, group: bool) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if group:
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.kill()
+    proc.wait()
+
+
+def run_child(
+    argv: Sequence[str], cpu: int | None, timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """`subprocess.run(argv, capture_output=True, text=True, timeout=timeout)` started with
+    `spawn` (pinned to `cpu` when given); the child is killed if anything interrupts the
+    wait (TimeoutExpired, Ctrl-C)."""
+    proc = spawn(
+        argv,
+        cpu,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    with proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except BaseException:
+            _kill(proc, group=False)
+            raise
+    return subprocess.CompletedProcess(list(argv), proc.returncode, out, err)
 
 
 def port_open(port: int) -> bool:
@@ -66,14 +124,18 @@ class Service:
         self.argv = list(argv)
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            self.argv,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            preexec_fn=child_setup(cpu),
-        )
+        try:
+            self.proc = spawn(
+                self.argv,
+                cpu,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except BaseException:
+            self._log.close()
+            raise
 
     def output_tail(self, lines: int = 20) -> str:
         """The last lines the process printed (for error messages)."""

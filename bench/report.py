@@ -91,3 +91,28 @@ def ratio_line(corral: TargetFigures, tuned: TargetFigures) -> str:
     """The last line of the output: corral's median throughput over nginx-tuned's."""
     ratio = corral.requests_per_s / tuned.requests_per_s if tuned.requests_per_s else math.nan
     return f"{RATIO_PREFIX} {ratio:.2f}"
+
+
+def _ratio(numerator: float, denominator: float) -> str:
+    if not denominator or math.isnan(numerator) or math.isnan(denominator):
+        return "nan"
+    return f"{numerator / denominator:.2f}"
+
+
+def _value(figure: float | None) -> float:
+    return math.nan if figure is None else figure
+
+
+def peer_lines(corral: TargetFigures, peers: list[TargetFigures]) -> list[str]:
+    """corral against each peer: throughput, CPU per request, p99 latency and memory per idle
+    TLS connection, each as corral / peer (CPU: peer / corral, so higher is better)."""
+    lines: list[str] = []
+    for peer in peers:
+        lines.append(
+            f"corral/{peer.name}: throughput {_ratio(corral.requests_per_s, peer.requests_per_s)}"
+            f", cpu-efficiency {_ratio(peer.cpu_us, corral.cpu_us)}"
+            f", p99 latency {_ratio(corral.p99_ms, peer.p99_ms)}"
+            f", memory per idle TLS connection "
+            f"{_ratio(_value(corral.kib_per_connection), _value(peer.kib_per_connection))}"
+        )
+    return lines

@@ -14,10 +14,12 @@ import trustme
 from bench.configs import (
     BACKEND_BODY,
     SERVER_NAME,
+    WORKER_CONNECTIONS,
     CertFiles,
     ProxyPorts,
     backend_nginx_conf,
     corral_lb_yaml,
+    haproxy_cfg,
     proxy_nginx_conf,
 )
 from bench.processes import BenchError, Service
@@ -60,6 +62,7 @@ def make_certificate(directory: Path) -> CertFiles:
     files = CertFiles(directory / "fullchain.pem", directory / "privkey.pem", directory / "ca.pem")
     files.chain.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
     files.key.write_bytes(leaf.private_key_pem.bytes())
+    files.combined.write_bytes(files.chain.read_bytes() + files.key.read_bytes())
     files.ca.write_bytes(ca.cert_pem.bytes())
     return files
 
@@ -93,12 +96,22 @@ def start_nginx_proxy(
     *,
     tuned: bool,
     workers: int = 1,
+    prefix: str = "",
+    worker_connections: int = WORKER_CONNECTIONS,
 ) -> Service:
     """nginx with Rancher's example NGINX configuration (`tuned`: plus upstream keep-alive)."""
     name = "nginx-tuned" if tuned else "nginx-rancher-example"
-    name += f"-{workers}w" if workers > 1 else ""
+    name = prefix + name + (f"-{workers}w" if workers > 1 else "")
     directory = work / name
-    conf = proxy_nginx_conf(directory, ports, backend_port, certs, tuned=tuned, workers=workers)
+    conf = proxy_nginx_conf(
+        directory,
+        ports,
+        backend_port,
+        certs,
+        tuned=tuned,
+        workers=workers,
+        worker_connections=worker_connections,
+    )
     return start_nginx(name, directory, conf, cpu)
 
 
@@ -109,14 +122,43 @@ def start_corral_lb(
     certs: CertFiles,
     cpu: int | None,
     workers: int = 1,
+    *,
+    name: str = "corral-lb",
+    worker_connections: int = WORKER_CONNECTIONS,
 ) -> Service:
     """`corral lb --config` with the equivalent of Rancher's example NGINX configuration."""
-    directory = work / ("corral-lb" + (f"-{workers}w" if workers > 1 else ""))
+    directory = work / (name + (f"-{workers}w" if workers > 1 else ""))
     directory.mkdir(parents=True)
     config = directory / "lb.yml"
-    config.write_text(corral_lb_yaml(ports, backend_port, certs, workers))
+    config.write_text(
+        corral_lb_yaml(
+            ports, backend_port, certs, workers, worker_connections=worker_connections
+        )
+    )
     argv = [sys.executable, "-m", "corral.cli.main", "lb", "--config", str(config)]
     return Service("corral lb", argv, directory / "output.log", cpu)
+
+
+def start_haproxy(
+    work: Path,
+    ports: ProxyPorts,
+    backend_port: int,
+    certs: CertFiles,
+    cpu: int | None,
+    *,
+    threads: int = 1,
+    name: str = "haproxy",
+    maxconn: int = WORKER_CONNECTIONS,
+) -> Service:
+    """HAProxy in the foreground (`-db`: one process, its `threads` threads serve)."""
+    directory = work / (name + (f"-{threads}w" if threads > 1 else ""))
+    directory.mkdir(parents=True)
+    config = directory / "haproxy.cfg"
+    config.write_text(
+        haproxy_cfg(directory, ports, backend_port, certs, threads=threads, maxconn=maxconn)
+    )
+    argv = ["haproxy", "-db", "-f", str(config)]
+    return Service(name, argv, directory / "output.log", cpu, forks_worker=False)
 
 
 def probe(target: Target, context: ssl.SSLContext) -> str:

@@ -1,5 +1,6 @@
 """The two-worker comparison: wrk against corral lb and nginx with Rancher's example NGINX
-configuration (both `worker_processes 2`), in the same run, interleaved, no CPU pinning."""
+configuration (both `worker_processes 2`) and HAProxy (`nbthread 2`), in the same run,
+interleaved, no CPU pinning."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 from statistics import median
 
 from bench.configs import CertFiles, ProxyPorts
-from bench.targets import PortPicker, start_corral_lb, start_nginx_proxy
+from bench.targets import PortPicker, start_corral_lb, start_haproxy, start_nginx_proxy
 from bench.wrk import run_wrk
 
 WORKERS = 2
@@ -28,13 +29,16 @@ def measure_two_workers(
     script: Path,
     say: Callable[[str], None],
 ) -> dict[str, list[float]]:
-    """Requests/s of each run for nginx-rancher-example and corral-lb with two workers each."""
+    """Requests/s of each run for nginx-rancher-example, haproxy and corral-lb with two workers
+    (threads) each."""
     port = PortPicker()
     urls: dict[str, str] = {}
-    for name in (NGINX, "corral-lb"):
+    for name in (NGINX, "haproxy", "corral-lb"):
         ports = ProxyPorts(https=port(), http=port())
         if name == "corral-lb":
             service = start_corral_lb(work, ports, backend_port, certs, None, WORKERS)
+        elif name == "haproxy":
+            service = start_haproxy(work, ports, backend_port, certs, None, threads=WORKERS)
         else:
             service = start_nginx_proxy(
                 work, ports, backend_port, certs, None, tuned=False, workers=WORKERS
@@ -57,11 +61,16 @@ def two_worker_report(results: dict[str, list[float]]) -> list[str]:
     """Lines for the report: each target's median and the ratio corral/nginx-rancher-example."""
     corral = median(results["corral-lb"])
     nginx = median(results[NGINX])
-    nginx_label, corral_label = f"{NGINX}-{WORKERS}w", f"corral-lb-{WORKERS}w"
+    haproxy = median(results["haproxy"])
+    nginx_label = f"{NGINX}-{WORKERS}w"
+    width = len(nginx_label)
     return [
         "",
-        f"wrk with {WORKERS} workers each (no pinning; wrk, backend and proxies share the cores):",
+        f"wrk with {WORKERS} workers each (HAProxy: {WORKERS} threads; no pinning; wrk, backend "
+        "and proxies share the cores):",
         f"  {nginx_label} {nginx:>10,.0f} req/s",
-        f"  {corral_label:<{len(nginx_label)}} {corral:>10,.0f} req/s",
+        f"  {f'haproxy-{WORKERS}w':<{width}} {haproxy:>10,.0f} req/s",
+        f"  {f'corral-lb-{WORKERS}w':<{width}} {corral:>10,.0f} req/s",
         f"ratio corral/{NGINX} with {WORKERS} workers (wrk): {corral / nginx:.2f}",
+        f"ratio corral/haproxy with {WORKERS} workers (wrk): {corral / haproxy:.2f}",
     ]

@@ -7,7 +7,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.processes import BenchError, child_setup
+from bench.processes import BenchError, run_child
 
 RESULT_MARK = "BENCH-RESULT "
 
@@ -81,14 +81,7 @@ def run_wrk(
     """Run wrk once (pinned to `cpu` when given) and return its parsed result."""
     argv = wrk_argv(url, duration_s, connections, script)
     try:
-        done = subprocess.run(
-            argv,
-            capture_output=True,
-            text=True,
-            timeout=duration_s + 60,
-            preexec_fn=child_setup(cpu),
-            check=False,
-        )
+        done = run_child(argv, cpu, timeout=duration_s + 60)
     except subprocess.TimeoutExpired as exc:
         raise BenchError(f"wrk against {url} did not finish in {duration_s + 60}s") from exc
     if done.returncode != 0:

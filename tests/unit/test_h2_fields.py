@@ -145,3 +145,52 @@ def test_protocol_errors_are_logged_without_header_values() -> None:
     assert without_values(leaky).startswith("Illegal character")
     plain = ValueError("Received uppercase header name b'X-A'.")
     assert without_values(plain) == str(plain)
+
+
+GOOD = [(b":method", b"GET"), (b":scheme", b"https"), (b":path", b"/"), (b":authority", b"a")]
+
+
+@pytest.mark.parametrize(
+    ("block", "why"),
+    [
+        ([(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"a")], "no :path"),
+        ([*GOOD[:2], (b"x", b"1"), *GOOD[2:]], "a pseudo-header after a regular field"),
+        ([*GOOD, (b"", b"v")], "an empty name"),
+        ([*GOOD, (b"x:y", b"v")], "a colon in a regular name"),
+        ([*GOOD, (b"x-\xff", b"v")], "a byte above 0x7e in a name"),
+        ([*GOOD, (b"x", b"a\x00b")], "NUL in a value"),
+        ([*GOOD, (b":protocol", b"websocket")], ":protocol without CONNECT"),
+        ([*GOOD, (b"keep-alive", b"5")], "a connection-specific field"),
+        ([(b":method", b"GET"), (b":scheme", b"https"), (b":path", b"/")], "no authority"),
+        ([*GOOD, (b"host", b"a"), (b"host", b"a")], "two host fields"),
+        ([(b":method", b"GET"), (b":scheme", b"https"), (b":path", b""), GOOD[3]], "empty :path"),
+    ],
+)
+def test_malformed_blocks_are_named(block: list[tuple[bytes, bytes]], why: str) -> None:
+    """Each rule of RFC 9113 §8.2-8.3 a request block can break is found (a stream error)."""
+    assert parse_request(block).malformed is not None, why
+
+
+def test_well_formed_blocks_pass() -> None:
+    """Ordinary requests, extended CONNECT, te: trailers, a host equal to :authority and
+    cookie crumbs are not malformed."""
+    websocket = [
+        (b":method", b"CONNECT"),
+        (b":protocol", b"websocket"),
+        (b":scheme", b"https"),
+        (b":path", b"/ws"),
+        (b":authority", b"a"),
+    ]
+    for block in (
+        GOOD,
+        websocket,
+        [*GOOD, (b"te", b"Trailers"), (b"host", b"a"), (b"cookie", b"x=1"), (b"cookie", b"y=2")],
+        [*GOOD, (b"x-empty", b"")],
+    ):
+        assert parse_request(block).malformed is None, block
+
+
+def test_malformed_reason_never_quotes_a_value() -> None:
+    """The reason goes to the error log: names yes, values (credentials) never."""
+    reason = parse_request([*GOOD, (b"authorization", b"Bearer s3cr3t\r\n")]).malformed
+    assert reason is not None and "s3cr3t" not in reason

@@ -199,6 +199,9 @@ class Server(_Strict):
     hide_response_headers: list[str] = Field(
         default_factory=list, description="names of upstream response headers not passed on"
     )
+    pass_h2c_upgrade: bool = Field(
+        False, description="forward `Upgrade: h2c` to the upstream (refused by default)"
+    )
 
     @field_validator("listen")
     @classmethod

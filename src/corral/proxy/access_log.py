@@ -1,7 +1,8 @@
 """The access log: one line per request, buffered and flushed by the engine's tick.
 
 Line: `<client> "<METHOD> <path> HTTP/<v>" <status> <bytes> <upstream> <seconds>`. The query
-string is never logged (it may carry tokens), nor are headers (Authorization, cookies).
+string is never logged (it may carry tokens), nor are headers (Authorization, cookies). The
+lines are written by a `LogWriter`, off the event loop.
 """
 
 from __future__ import annotations
@@ -10,24 +11,26 @@ import os
 import sys
 import time
 
+from corral.proxy.log_writer import LogWriter
+
 FLUSH_AT_BYTES = 64 * 1024
 
 
 class AccessLog:
     """Buffered writer to stdout, a file, or nowhere ("off")."""
 
-    __slots__ = ("_buffer", "_fd", "_owned", "_size", "enabled")
+    __slots__ = ("_buffer", "_size", "enabled", "writer")
 
     def __init__(self, target: str) -> None:
         self._buffer: list[str] = []
         self._size = 0
-        self._owned = False
         self.enabled = target != "off"
-        if target in ("off", "stdout"):
-            self._fd = sys.stdout.fileno() if target == "stdout" else -1
-        else:
-            self._fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-            self._owned = True
+        self.writer: LogWriter | None = None
+        if target == "stdout":
+            self.writer = LogWriter(sys.stdout.fileno())
+        elif target != "off":
+            fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            self.writer = LogWriter(fd, owned=True)
 
     def log(
         self,
@@ -58,21 +61,17 @@ class AccessLog:
             self.flush()
 
     def flush(self) -> None:
-        """Write out buffered lines (never raises: a full disk loses log lines, not requests)."""
+        """Hand the buffered lines to the writer (never blocks, never raises)."""
         if not self._buffer:
             return
         data = "".join(self._buffer).encode("utf-8", "replace")
         self._buffer.clear()
         self._size = 0
-        try:
-            while data:
-                written = os.write(self._fd, data)
-                data = data[written:]
-        except OSError:
-            pass
+        if self.writer is not None:
+            self.writer.write(data)
 
     def close(self) -> None:
-        """Flush and release the file."""
+        """Flush, wait a moment for the writer, and release the file."""
         self.flush()
-        if self._owned:
-            os.close(self._fd)
+        if self.writer is not None:
+            self.writer.close()

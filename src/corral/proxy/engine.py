@@ -18,7 +18,9 @@ from corral.proxy.health import HealthChecker
 from corral.proxy.http1 import ClientConnection
 from corral.proxy.http2 import Http2Connection
 from corral.proxy.listener import ListenerSpec, router, tls_context
+from corral.proxy.log_writer import ErrorLog, LogWriter
 from corral.proxy.stats import WorkerStats
+from corral.proxy.tls_transport import TlsListener
 from corral.proxy.upstream import UpstreamPool
 
 if TYPE_CHECKING:
@@ -49,12 +51,14 @@ class Engine:
             for name, upstream in config.upstreams.items()
         }
         self.access_log = AccessLog(config.access_log)
+        self.error_log = ErrorLog(LogWriter(sys.stderr.fileno()))
+        self._dropped_reported = 0
         # None when empty: connections then skip the trust check entirely
         self.trusted_proxies = (
             TrustedProxies(config.trusted_proxies) if config.trusted_proxies else None
         )
-        self.health = HealthChecker(list(self.pools.values()))
-        self.servers: list[asyncio.Server] = []
+        self.health = HealthChecker(list(self.pools.values()), self.error_log.notice)
+        self.servers: list[asyncio.Server | TlsListener] = []
         self.stats = WorkerStats()
         self.draining = False
         self.on_tick: list[Callable[[], None]] = []
@@ -81,13 +85,19 @@ class Engine:
             def factory(route: object = route) -> ClientConnection:
                 return ClientConnection(self, route)  # type: ignore[arg-type]
 
-            server = await self.loop.create_server(
-                factory,
-                sock=sock,
-                ssl=context,
-                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT_S if context else None,
-            )
-            self.servers.append(server)
+            if context is not None:
+                self.servers.append(
+                    TlsListener(
+                        self.loop,
+                        sock,
+                        context,
+                        factory,
+                        handshake_timeout=TLS_HANDSHAKE_TIMEOUT_S,
+                        note_error=self.note_error,
+                    )
+                )
+            else:
+                self.servers.append(await self.loop.create_server(factory, sock=sock))
         self.health.start()
         self._tick()
 
@@ -103,6 +113,8 @@ class Engine:
             for endpoint in pool.endpoints:
                 endpoint.close_stale()
         self.access_log.flush()
+        self._report_dropped()
+        self.error_log.flush()
         for hook in self.on_tick:
             try:
                 hook()
@@ -161,6 +173,9 @@ class Engine:
             except Exception as exc:
                 self.note_error(f"tick hook failed: {exc!r}")
         self.access_log.close()
+        self._report_dropped()
+        self.error_log.flush()
+        self.error_log.writer.close()
 
     # -- logging ---------------------------------------------------------------------------------
     def log_exchange(self, exchange: Exchange) -> None:
@@ -184,12 +199,21 @@ class Engine:
                 exchange.started,
             )
 
-    def log_rejected(self, client_ip: bytes, status: int) -> None:
+    def log_rejected(self, client_ip: bytes, status: int, protocol: str = "HTTP/1.1") -> None:
         """An access-log line for input rejected before it became a request."""
         if self.access_log.enabled:
-            self.access_log.log(client_ip, b"-", b"-", "HTTP/1.1", status, 0, "-", time.monotonic())
+            self.access_log.log(client_ip, b"-", b"-", protocol, status, 0, "-", time.monotonic())
 
     def note_error(self, message: str) -> None:
-        """An error-log line on stderr."""
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-        print(f"{stamp} corral lb: {message}", file=sys.stderr, flush=True)
+        """An error-log line on stderr (rate-limited, written off the event loop)."""
+        self.error_log.error(message)
+
+    def _report_dropped(self) -> None:
+        writer = self.access_log.writer
+        dropped = writer.dropped_bytes if writer is not None else 0
+        if dropped > self._dropped_reported:
+            self.error_log.error(
+                f"{dropped - self._dropped_reported} bytes of access log dropped: its output "
+                "is not being read fast enough"
+            )
+            self._dropped_reported = dropped

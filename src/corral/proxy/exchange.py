@@ -3,7 +3,8 @@
 The exchange chooses an endpoint, borrows or opens an upstream connection, streams the request
 body up and the response down (no buffering beyond one read), retries where that is safe, and
 maps upstream failures to 502/503/504. It holds no socket itself: `ClientConnection` and
-`UpstreamConnection` move the bytes and call in here.
+`UpstreamConnection` move the bytes and call in here. Its phases and the moves between them are
+the table in `exchange_phase`.
 """
 
 from __future__ import annotations
@@ -13,22 +14,15 @@ import time
 from typing import TYPE_CHECKING
 
 from corral.proxy import forwarding
+from corral.proxy.constants import HOLD_LIMIT_BYTES, LAST_CHUNK, REPLAY_LIMIT_BYTES
 from corral.proxy.errors import BAD_GATEWAY, GATEWAY_TIMEOUT, SERVICE_UNAVAILABLE, ProxyStatus
+from corral.proxy.exchange_phase import FINAL, Phase, check
 from corral.proxy.upstream_conn import UpstreamConnection
 
 if TYPE_CHECKING:
     from corral.proxy.downstream import Downstream
     from corral.proxy.routing import ServerRoute
     from corral.proxy.upstream import Endpoint, UpstreamPool
-
-# Bodies up to this size are kept so the request can be replayed on another endpoint.
-REPLAY_LIMIT_BYTES = 64 * 1024
-# A response to a replayable idempotent request with a Content-Length up to this size is held
-# until it is complete: if its endpoint breaks between the head and the end of the body, nothing
-# has reached the client yet and the request is retried on another endpoint. Larger responses,
-# and responses without a Content-Length (streams, watches), are relayed as they arrive.
-HOLD_LIMIT_BYTES = 64 * 1024
-_LAST_CHUNK = b"0\r\n\r\n"
 
 
 class Exchange:
@@ -55,12 +49,12 @@ class Exchange:
         "method",
         "path",
         "pending",
+        "pending_size",
+        "phase",
         "pool",
         "replay",
         "replay_size",
         "request_done",
-        "response_done",
-        "response_started",
         "reused",
         "route",
         "sent_upstream",
@@ -105,12 +99,12 @@ class Exchange:
         self.connect_task: asyncio.Task[None] | None = None
         self.tried: tuple[Endpoint, ...] = ()
         self.pending: list[bytes] = []  # body bytes that arrived before an upstream was attached
+        self.pending_size = 0  # their total length
         self.replay: list[bytes] | None = []  # body bytes kept for a retry (None: too large)
         self.replay_size = 0
         self.sent_upstream = False  # some of the request reached an endpoint
         self.request_done = False
-        self.response_started = False
-        self.response_done = False
+        self.phase = Phase.NEW
         self.held_head: tuple[int, bytes, list[tuple[bytes, bytes]]] | None = None
         self.held_body: list[bytes] = []
         self.framing = forwarding.FRAMING_NONE
@@ -120,6 +114,20 @@ class Exchange:
         self.bytes_received = 0
         self.upstream_last = client.engine.now
 
+    # -- phase ---------------------------------------------------------------------------------
+    @property
+    def response_started(self) -> bool:
+        """The response head went to the client (or the exchange ended some other way)."""
+        return self.phase >= Phase.RESPONDING
+
+    @property
+    def response_done(self) -> bool:
+        """Nothing more of this exchange's response will be sent."""
+        return self.phase >= Phase.DONE
+
+    def _enter(self, phase: Phase) -> None:
+        self.phase = check(self.phase, phase)
+
     # -- request direction ---------------------------------------------------------------------
     def start(self) -> None:
         """Send the request to the first endpoint the balancer chooses (or, on a redirect
@@ -128,7 +136,7 @@ class Exchange:
             route = self.route
             status = route.redirect_status
             self.status = status
-            self.response_started = self.response_done = True
+            self._enter(Phase.DONE)
             location = route.redirect_location(self.path)
             reason, body = forwarding.redirect_body(status)
             headers = [(b"Location", location), (b"Content-Type", b"text/html")]
@@ -157,6 +165,7 @@ class Exchange:
         endpoint.active += 1
         if self.sent_upstream and self.replay is not None:  # a retry: send everything again
             self.pending = list(self.replay)
+            self.pending_size = self.replay_size
         conn = endpoint.take_idle() if pooled else None
         if conn is not None:
             assert isinstance(conn, UpstreamConnection)
@@ -164,6 +173,7 @@ class Exchange:
             self._attach(conn)
         else:
             self.reused = False
+            self._enter(Phase.CONNECTING)
             engine = self.client.engine
             self.connect_task = engine.loop.create_task(self._connect(endpoint))
 
@@ -179,7 +189,8 @@ class Exchange:
                 pool.config.connect_timeout,
             )
         except asyncio.CancelledError:
-            return
+            self.connect_task = None
+            raise  # abort() cancelled it: the task ends cancelled, as asyncio expects
         except (OSError, TimeoutError) as exc:
             self.connect_task = None
             endpoint.note_connect_failure(
@@ -201,6 +212,7 @@ class Exchange:
         self._attach(conn)
 
     def _attach(self, conn: UpstreamConnection) -> None:
+        self._enter(Phase.SENT)
         self.upstream = conn
         conn.exchange = self
         self.upstream_last = self.client.engine.now
@@ -208,10 +220,11 @@ class Exchange:
         if self.pending:
             data = b"".join([self.head, *self.pending])
             self.pending = []
+            self.pending_size = 0
         else:
             data = self.head
         if self.request_done and self.chunked:
-            data += _LAST_CHUNK
+            data += LAST_CHUNK
         conn.transport.write(data)
         self.client.resume_reading_for_exchange()
 
@@ -233,14 +246,15 @@ class Exchange:
             self.upstream_last = self.client.engine.now
         else:
             self.pending.append(chunk)
-            if sum(map(len, self.pending)) > REPLAY_LIMIT_BYTES:
+            self.pending_size += len(chunk)
+            if self.pending_size > REPLAY_LIMIT_BYTES:
                 self.client.pause_reading_for_exchange()
 
     def request_complete(self) -> None:
         """The client has sent the whole request."""
         self.request_done = True
         if self.chunked and self.upstream is not None:
-            self.upstream.transport.write(_LAST_CHUNK)
+            self.upstream.transport.write(LAST_CHUNK)
 
     # -- response direction --------------------------------------------------------------------
     def on_interim(self, status: int, reason: bytes) -> None:
@@ -259,14 +273,14 @@ class Exchange:
                 and self.replay is not None):
             self.held_head = (status, reason, headers)
             self.held_body = []
-            return
-        self.response_started = True
+            return  # still SENT: a break now is retried like a request with no answer
+        self._enter(Phase.RESPONDING)
         self.client.start_response(self, status, reason, headers)
 
     def _release_held(self, held: tuple[int, bytes, list[tuple[bytes, bytes]]]) -> None:
         """Relay a held response (now complete) to the client."""
         self.held_head = None
-        self.response_started = True
+        self._enter(Phase.RESPONDING)
         status, reason, headers = held
         client = self.client
         client.start_response(self, status, reason, headers)
@@ -282,8 +296,7 @@ class Exchange:
         conn = self.upstream
         assert conn is not None
         self.status = 101
-        self.response_started = True
-        self.response_done = True
+        self._enter(Phase.TUNNEL)
         self._leave_endpoint()
         self.upstream = None
         conn.exchange = None
@@ -303,7 +316,9 @@ class Exchange:
         if held is not None:
             self._release_held(held)
         self.client.end_response(self)
-        self.response_done = True
+        if self.phase in FINAL:  # writing the end failed and the client side gave up on it
+            return
+        self._enter(Phase.DONE)
         self._detach_upstream(reuse=upstream_reusable and self.request_done)
         self._finish(self.close_after)
 
@@ -326,7 +341,7 @@ class Exchange:
             self.client.engine.note_error(
                 f"upstream {self.endpoint_address()} broke mid-response: {error.detail}"
             )
-            self.response_done = True
+            self._enter(Phase.ABANDONED)
             self._finish(close=True, aborted=True)
             return
         if self.replay is not None and (self.idempotent or not self.sent_upstream):
@@ -349,24 +364,35 @@ class Exchange:
         self._leave_endpoint()
         self.held_head = None
         if self.response_started:
-            self.response_done = True
+            self._enter(Phase.ABANDONED)
             self._finish(close=True, aborted=True)
         else:
             self.fail(GATEWAY_TIMEOUT, f"upstream {self.endpoint_address()} timed out")
 
     def fail(self, status: ProxyStatus, detail: str) -> None:
         """Answer the client with an error of the proxy's own (nothing was sent yet)."""
-        self.response_started = True
-        self.response_done = True
+        self._enter(Phase.DONE)
         self.status = status.code
         headers = [(b"Content-Type", b"text/plain; charset=utf-8")]
         body = detail.encode() + b"\n"
         self.client.send_local(self, status.code, status.reason.encode(), headers, body)
         self._finish(self.close_after)
 
+    def client_gone(self, status: int = 499) -> None:
+        """The client left (closed, or reset its stream) before the exchange was over: `status`
+        (499, NGINX's "client closed request") if nothing was answered yet, drop everything
+        upstream, and log it."""
+        if self.response_done:
+            return
+        if not self.response_started:
+            self.status = status
+        self.abort()
+        self.client.engine.log_exchange(self)
+
     def abort(self) -> None:
-        """The client went away: drop everything upstream."""
-        self.response_done = True
+        """Drop everything upstream (the client went away, or its request broke mid-way)."""
+        if self.phase not in FINAL:
+            self._enter(Phase.ABANDONED)
         if self.connect_task is not None:
             self.connect_task.cancel()
             self.connect_task = None

@@ -36,6 +36,8 @@ _REPLACED_ON_REQUEST = frozenset({b"x-forwarded-proto", b"x-forwarded-port", b"h
 
 # Connection tokens that name no end-to-end header.
 _CONNECTION_OPTIONS = HOP_BY_HOP | {b"close"}
+# Whole Connection values that name nothing to remove (the usual ones): no token list is built.
+_PLAIN_CONNECTION_VALUES = frozenset({b"keep-alive", b"close", b"upgrade"})
 
 IDEMPOTENT_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
 
@@ -103,6 +105,21 @@ def trusted_forwarded_lines(headers: Headers, scheme: str, port: int) -> bytes:
     )
 
 
+def requested_upgrade(headers: Headers, *, pass_h2c: bool) -> bytes | None:
+    """The `Upgrade` value to forward for a request that asks to switch protocols, or None when
+    there is nothing left to forward. `h2c` is dropped unless `pass_h2c`: an upstream that
+    switched to cleartext HTTP/2 would take requests past every rule of the proxy (h2c
+    smuggling), so the request is served as an ordinary HTTP/1.1 request instead."""
+    value = next((v for n, v in headers if len(n) == 7 and n.lower() == b"upgrade"), None)
+    if value is None or pass_h2c:
+        return value
+    tokens = [t.strip() for t in value.split(b",")]
+    kept = [t for t in tokens if t and t.lower() != b"h2c"]
+    if len(kept) == len(tokens):
+        return value
+    return b", ".join(kept) or None
+
+
 def build_upstream_head(
     method: bytes,
     target: bytes,
@@ -128,7 +145,11 @@ def build_upstream_head(
         if len(name) in _WATCHED_LENGTHS:
             lower = name.lower()
             if lower in HOP_BY_HOP:
-                if lower == b"connection" and named is None:
+                if (
+                    lower == b"connection"
+                    and named is None
+                    and value.lower() not in _PLAIN_CONNECTION_VALUES
+                ):
                     named = connection_tokens(headers)
                 continue
             if lower in _REPLACED_ON_REQUEST:
@@ -225,7 +246,11 @@ def build_response_head(
             if lower in HOP_BY_HOP:
                 if lower == b"upgrade":
                     upgrade_value = value
-                elif lower == b"connection" and named is None:
+                elif (
+                    lower == b"connection"
+                    and named is None
+                    and value.lower() not in _PLAIN_CONNECTION_VALUES
+                ):
                     named = connection_tokens(headers)
                 continue
             if drop_length and lower == b"content-length":
@@ -280,6 +305,13 @@ def response_framing(
 def upstream_keeps_alive(http_minor: int, connection: bytes | None) -> bool:
     """Whether the upstream connection may be reused after this response, from its version and
     its `Connection` header value (None when absent)."""
+    if connection is None:
+        return http_minor != 0
+    plain = connection.lower()
+    if plain == b"keep-alive":  # what most upstreams send
+        return True
+    if plain == b"close":
+        return False
     tokens = (
         frozenset(t.strip().lower() for t in connection.split(b",")) if connection else frozenset()
     )

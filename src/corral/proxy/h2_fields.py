@@ -1,8 +1,14 @@
 """HTTP/2 header blocks ↔ the proxy's HTTP/1.1 view of a message (pure functions on bytes).
 
 Requests: pseudo-headers split off, `cookie` crumbs joined, the size counted as
-SETTINGS_MAX_HEADER_LIST_SIZE counts it, and what the proxy refuses itself named. Responses:
-`:status` first, lower-case names, hop-by-hop and other connection-specific fields dropped.
+SETTINGS_MAX_HEADER_LIST_SIZE counts it, the block checked against RFC 9113 §8.2-8.3 (what makes
+a request *malformed*: a stream error) in the same single pass, and what the proxy refuses
+itself named. Responses: `:status` first, lower-case names, hop-by-hop and other
+connection-specific fields dropped.
+
+The h2 library could do the checks (its `validate_inbound_headers`), but as a chain of
+generators that walks every byte of every name and value in Python; `parse_request` does them
+with C-level bytes operations while it reads the block anyway.
 """
 
 from __future__ import annotations
@@ -22,6 +28,14 @@ HPACK_ENTRY_OVERHEAD = 32
 # Response fields that never go into an HTTP/2 message, beyond the hop-by-hop ones.
 _NOT_IN_H2_RESPONSE = frozenset({b"sec-websocket-accept"})
 _NOT_IN_TRAILERS = frozenset({b"content-length", b"host", b"content-type"})
+# RFC 9113 §8.2.2: fields that are connection-specific in HTTP/1.1 and malformed in HTTP/2.
+_CONNECTION_SPECIFIC = frozenset(
+    {b"connection", b"proxy-connection", b"keep-alive", b"transfer-encoding", b"upgrade"}
+)
+_REQUEST_PSEUDO = frozenset({b":method", b":scheme", b":authority", b":path", b":protocol"})
+# §8.2.1: a name is 0x21-0x7e without upper case (and without ':' beyond a pseudo's first).
+_NAME_BYTES = bytes(c for c in range(0x21, 0x7F) if not 0x41 <= c <= 0x5A and c != 0x3A)
+_WHITESPACE = (b" ", b"\t")
 
 
 @dataclass(slots=True)
@@ -34,20 +48,34 @@ class H2Request:
     protocol: bytes | None = None  # RFC 8441 `:protocol`
     fields: Fields | None = None  # regular fields; cookies joined into one
     list_size: int = 0  # as SETTINGS_MAX_HEADER_LIST_SIZE counts it
+    malformed: str | None = None  # why the block breaks RFC 9113 (then: RST_STREAM)
 
 
 def parse_request(headers: Iterable[tuple[bytes, bytes]]) -> H2Request:
-    """Split pseudo-headers from fields; join `cookie` crumbs with "; " (RFC 9113 §8.2.3).
-
-    The h2 library has already checked the block (pseudo-headers first and once, lower-case
-    names, no connection-specific fields)."""
+    """Split pseudo-headers from fields, join `cookie` crumbs with "; " (RFC 9113 §8.2.3), and
+    note the first rule of §8.2-8.3 the block breaks in `malformed` (values never quoted: they
+    may carry credentials)."""
     request = H2Request()
     fields: Fields = []
     cookies: list[bytes] = []
     size = 0
+    problem: str | None = None
+    pseudo: set[bytes] = set()
+    regular_seen = False
+    host: bytes | None = None
     for name, value in headers:
         size += len(name) + len(value) + HPACK_ENTRY_OVERHEAD
+        if problem is None:
+            problem = _field_problem(name, value)
         if name[:1] == b":":
+            if problem is None:
+                if name in pseudo:
+                    problem = f"repeated pseudo-header {name!r}"
+                elif regular_seen:
+                    problem = f"pseudo-header {name!r} after a regular field"
+                elif name not in _REQUEST_PSEUDO:
+                    problem = f"pseudo-header {name!r} is not one of a request"
+            pseudo.add(name)
             if name == b":method":
                 request.method = value
             elif name == b":path":
@@ -56,15 +84,63 @@ def parse_request(headers: Iterable[tuple[bytes, bytes]]) -> H2Request:
                 request.authority = value
             elif name == b":protocol":
                 request.protocol = value
-        elif name == b"cookie":
+            continue
+        regular_seen = True
+        if name == b"cookie":
             cookies.append(value)
-        else:
-            fields.append((name, value))
+            continue
+        if problem is None:
+            if name in _CONNECTION_SPECIFIC:
+                problem = f"connection-specific field {name!r}"
+            elif name == b"te" and value.lower() != b"trailers":
+                problem = "TE other than trailers"
+            elif name == b"host":
+                if host is not None:
+                    problem = "more than one host field"
+                host = value
+        fields.append((name, value))
     if cookies:
         fields.append((b"cookie", b"; ".join(cookies)))
     request.fields = fields
     request.list_size = size
+    request.malformed = problem or _pseudo_problem(request, pseudo, host)
     return request
+
+
+def _field_problem(name: bytes, value: bytes) -> str | None:
+    """What is wrong with one field's characters (RFC 9113 §8.2.1), or None."""
+    body = name[1:] if name[:1] == b":" else name
+    if not body:
+        return "an empty field name"
+    if body.translate(None, _NAME_BYTES):
+        return f"field name {name!r} has upper-case or other characters not allowed"
+    if value:
+        if b"\r" in value or b"\n" in value or b"\0" in value:
+            return f"field {name!r} has CR, LF or NUL in its value"
+        if value[:1] in _WHITESPACE or value[-1:] in _WHITESPACE:
+            return f"field {name!r} has a value with surrounding whitespace"
+    return None
+
+
+def _pseudo_problem(request: H2Request, pseudo: set[bytes], host: bytes | None) -> str | None:
+    """The request pseudo-headers RFC 9113 §8.3 requires, and :authority against host."""
+    if b":method" not in pseudo:
+        return "no :method"
+    connect = request.method == b"CONNECT"
+    if connect and request.protocol is None:
+        if b":scheme" in pseudo or b":path" in pseudo:
+            return "CONNECT with :scheme or :path"
+    elif b":scheme" not in pseudo or b":path" not in pseudo:
+        return "no :scheme or no :path"
+    if request.protocol is not None and not connect:
+        return ":protocol on a request that is not CONNECT"
+    if b":path" in pseudo and not request.path:
+        return "an empty :path"
+    if request.authority is None and host is None:
+        return "neither :authority nor host"
+    if request.authority is not None and host is not None and request.authority != host:
+        return ":authority and host differ"
+    return None
 
 
 def request_problem(request: H2Request, max_list_size: int) -> ProxyStatus | None:

@@ -25,12 +25,12 @@ from corral.proxy.h2_fields import (
     Fields,
     H2Request,
     has_field,
-    local_fields,
     request_problem,
     response_fields,
     trailer_fields,
     websocket_fields,
 )
+from corral.proxy.h2_stream_output import H2StreamOutput
 
 if TYPE_CHECKING:
     from corral.proxy.errors import ProxyStatus
@@ -43,26 +43,21 @@ _HOLD_UPSTREAM_FULL = 1  # the upstream's write buffer is full
 _HOLD_NO_UPSTREAM = 2  # the exchange keeps too much body while it waits for a connection
 
 
-class H2Stream:
+class H2Stream(H2StreamOutput):
     """A client's stream: the `Downstream` of its exchange, then perhaps one tunnel end."""
 
     protocol = "HTTP/2.0"
 
     __slots__ = (
-        "blocked_since",
         "client_ip",
         "conn",
         "discard",
-        "ended",
         "engine",
         "exchange",
         "head_count",
         "held",
         "hold",
         "last_active",
-        "out",
-        "out_end",
-        "out_trailers",
         "remote_ended",
         "reset",
         "response_headers",
@@ -290,13 +285,9 @@ class H2Stream:
             headers = policy.apply(headers)
         self.conn.send_headers(self.stream_id, response_fields(200, headers), end=False)
         self.tunnel = upstream
-        upstream.tunnel_peer = self
-        upstream.last_active = self.last_active = self.engine.now
-        if rest:
-            self.send(rest)
+        self.last_active = self.engine.now
         held, self.held = self.held, None
-        if held:
-            upstream.transport.write(b"".join(held))
+        upstream.open_tunnel(self, rest, b"".join(held) if held else b"")
         if self.remote_ended:
             self.remote_end()
         self._acknowledge()
@@ -350,85 +341,11 @@ class H2Stream:
             self._end_output(None)
         self._maybe_done()
 
-    # -- output and flow control ----------------------------------------------------------------
-    def _send_whole(
-        self, status: int, headers: Sequence[tuple[bytes, bytes]], body: bytes, length: int = -1
-    ) -> None:
-        policy = self.route.response_headers
-        if policy is not None:
-            headers = policy.local(headers)
-        fields = local_fields(status, headers, len(body) if length < 0 else length)
-        self.conn.send_headers(self.stream_id, fields, end=not body)
-        if body:
-            self._send_data(body)
-            self._end_output(None)
-        else:
-            self.ended = True
-
-    def _send_data(self, data: bytes, *, end: bool = False) -> None:
-        if self.out or self.conn.write_paused:
-            sent = 0
-        else:
-            sent = self.conn.send_data(self.stream_id, data, end=end)
-        if sent < len(data):
-            self.out.append(data[sent:] if sent else data)
-            self.out_end = self.out_end or end
-            self._block()
-        elif end:
-            self.ended = True
-
-    def _end_output(self, trailers: Fields | None) -> None:
-        if self.out:
-            self.out_end = True
-            self.out_trailers = trailers
-            return
-        self.ended = True
-        self.conn.end_stream(self.stream_id, trailers)
-
-    def flush(self) -> None:
-        """The window grew or the socket drained: send what waits, then read upstream again."""
-        out = self.out
-        conn = self.conn
-        while out and not conn.write_paused and not self.reset:
-            data = out[0]
-            sent = conn.send_data(self.stream_id, data)
-            if sent < len(data):
-                out[0] = data[sent:]
-                return
-            out.popleft()
-        if out or self.reset:
-            return
-        if self.out_end:
-            self.out_end = False
-            self.ended = True
-            conn.end_stream(self.stream_id, self.out_trailers)
-            self.out_trailers = None
-        if self.blocked_since:
-            self.blocked_since = 0.0
-            upstream = self._upstream()
-            if upstream is not None:
-                upstream.resume_reading()
-            if self.exchange is not None:
-                self.exchange.upstream_last = self.engine.now
-        self._maybe_done()
-
-    def _block(self) -> None:
-        if not self.blocked_since:
-            self.blocked_since = self.engine.now
-        upstream = self._upstream()
-        if upstream is not None:
-            upstream.pause_reading()
-
-    def _upstream(self) -> UpstreamConnection | None:
-        if self.tunnel is not None:
-            return self.tunnel
-        return self.exchange.upstream if self.exchange is not None else None
-
     # -- the end of the stream ------------------------------------------------------------------
     def reject(self, status: ProxyStatus) -> None:
         """Answer `status` without an exchange (input the proxy refuses)."""
         self.engine.note_error(f"rejected request from {self.client_ip.decode()}: {status.detail}")
-        self.engine.log_rejected(self.client_ip, status.code)
+        self.engine.log_rejected(self.client_ip, status.code, self.protocol)
         headers = [(b"content-type", b"text/plain; charset=utf-8")]
         self._send_whole(status.code, headers, status.detail.encode() + b"\n")
         self._maybe_done()
@@ -446,6 +363,16 @@ class H2Stream:
             self.conn.acknowledge(self.stream_id, unacked)
         self.conn.release(self)
 
+    def malformed(self, detail: str) -> None:
+        """The client's trailers or body broke HTTP/2's rules: h2_machine has reset the stream
+        (PROTOCOL_ERROR); abandon the exchange as a bad request."""
+        self.engine.note_error(
+            f"malformed HTTP/2 request from {self.client_ip.decode()} on stream "
+            f"{self.stream_id}: {detail}; RST_STREAM"
+        )
+        self.reset = True
+        self.drop(status=400)
+
     def cancel(self, code: ErrorCodes) -> None:
         """Reset the stream from this side and drop its upstream."""
         if not self.reset:
@@ -453,9 +380,10 @@ class H2Stream:
             self.conn.reset_stream(self.stream_id, code)
         self.drop()
 
-    def drop(self) -> None:
+    def drop(self, status: int = 499) -> None:
         """The stream is gone (reset by either side, or the connection closed): abandon the
-        exchange and close any upstream connection it holds."""
+        exchange (logged with `status` if it had no answer yet) and close any upstream
+        connection it holds."""
         self.reset = self.ended = True
         self.out.clear()
         self.out_end = False
@@ -463,16 +391,11 @@ class H2Stream:
         exchange = self.exchange
         if exchange is not None:
             self.exchange = None
-            if not exchange.response_done:
-                if not exchange.response_started:
-                    exchange.status = 499  # NGINX's "client closed request"
-                exchange.abort()
-                self.engine.log_exchange(exchange)
+            exchange.client_gone(status)
         tunnel = self.tunnel
         if tunnel is not None:
             self.tunnel = None
-            tunnel.tunnel_peer = None
-            tunnel.close()
+            tunnel.close_tunnel()
         self.held = None
         if self.unacked:
             self.unacked, unacked = 0, self.unacked

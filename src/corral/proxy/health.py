@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
+from collections.abc import Callable
 
 from corral.config.lb import HealthCheck
 from corral.proxy.upstream import Endpoint, UpstreamPool
@@ -34,13 +34,17 @@ async def probe(endpoint: Endpoint, check: HealthCheck) -> bool:
     finally:
         if writer is not None:
             writer.close()
+            # wait for the close to finish, so no transport outlives the probe
+            with contextlib.suppress(OSError, TimeoutError):
+                await asyncio.wait_for(writer.wait_closed(), check.timeout)
 
 
 class HealthChecker:
     """Runs one checking loop per endpoint of every upstream that has `health_check`."""
 
-    def __init__(self, pools: list[UpstreamPool]) -> None:
+    def __init__(self, pools: list[UpstreamPool], say: Callable[[str], None]) -> None:
         self._pools = [p for p in pools if p.config.health_check is not None]
+        self._say = say  # a line for the error log (an endpoint went up or down)
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
@@ -62,12 +66,12 @@ class HealthChecker:
                 successes, failures = successes + 1, 0
                 if not endpoint.up and successes >= check.rise:
                     endpoint.mark(True)
-                    _say(f"endpoint {endpoint.address} of {pool.name!r} is up")
+                    self._say(f"endpoint {endpoint.address} of {pool.name!r} is up")
             else:
                 successes, failures = 0, failures + 1
                 if endpoint.up and failures >= check.fall:
                     endpoint.mark(False)
-                    _say(f"endpoint {endpoint.address} of {pool.name!r} is down")
+                    self._say(f"endpoint {endpoint.address} of {pool.name!r} is down")
             was_up = endpoint.up
             await asyncio.sleep(check.interval)
 
@@ -79,7 +83,3 @@ class HealthChecker:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
-
-
-def _say(message: str) -> None:
-    print(f"corral lb: {message}", file=sys.stderr, flush=True)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, cast
 import httptools
 
 from corral.proxy import forwarding
+from corral.proxy.constants import DRAIN_IDLE_CLOSE_S, WRITE_HIGH_WATER_BYTES
 from corral.proxy.errors import (
     BAD_REQUEST,
     HEADERS_TOO_LARGE,
@@ -31,12 +32,6 @@ if TYPE_CHECKING:
     from corral.proxy.engine import Engine
     from corral.proxy.routing import Router
     from corral.proxy.upstream_conn import UpstreamConnection
-
-WRITE_HIGH_WATER_BYTES = 64 * 1024
-DRAIN_IDLE_CLOSE_S = 2.0  # while draining, idle keep-alive connections close after this
-# (last_active is stamped with the engine's coarse clock, up to one tick (<= 1 s) behind: 2 s
-# of it means at least 1 s of real idleness, so a client pausing briefly is not cut mid-thought)
-_LAST_CHUNK = b"0\r\n\r\n"
 
 # Why reading from the client is paused (a bit mask: reading resumes when all are clear).
 _PAUSE_BACKPRESSURE = 1  # the upstream cannot take more
@@ -60,6 +55,7 @@ class ClientConnection(Http1Writer, asyncio.Protocol):
         "held",
         "input_ended",
         "last_active",
+        "parse_over",
         "parser",
         "parsing",
         "pause_mask",
@@ -69,6 +65,7 @@ class ClientConnection(Http1Writer, asyncio.Protocol):
         "trusted",
         "tunnel",
         "tunnel_timeout",
+        "upgrade_declined",
         "url",
         "write_paused_since",
     )
@@ -77,7 +74,8 @@ class ClientConnection(Http1Writer, asyncio.Protocol):
         self.engine = engine
         self.router = router
         self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set on connect
-        self.parser: httptools.HttpRequestParser | None = None
+        self.parser: httptools.HttpRequestParser | None = None  # made when the first bytes come
+        self.parse_over = False  # no more requests are parsed on this connection
         self.client_ip = b"-"
         self.trusted = False  # the peer is a trusted proxy: its X-Forwarded-Proto/-Port stay
         self.url = b""
@@ -98,6 +96,7 @@ class ClientConnection(Http1Writer, asyncio.Protocol):
         self.tunnel_timeout = 0.0
         self.held: bytes | None = None
         self.input_ended = False
+        self.upgrade_declined = False  # llhttp will report an upgrade the proxy refused
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -120,7 +119,6 @@ class ClientConnection(Http1Writer, asyncio.Protocol):
             if engine.trusted_proxies is not None:
                 self.trusted = engine.trusted_proxies.trusts(peer[0])
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER_BYTES)
-        self.parser = httptools.HttpRequestParser(self)
         self.head_started = self.last_active = engine.now
 
     def data_received(self, data: bytes) -> None:
@@ -133,12 +131,24 @@ class ClientConnection(Http1Writer, asyncio.Protocol):
             self.held += data
             return
         parser = self.parser
-        if parser is None or self.close_pending:
+        if parser is None:
+            if self.parse_over or self.close_pending:
+                return
+            # Made on first use: a connection that never sends a request (an idle TLS
+            # connection a browser keeps in reserve) costs no parser.
+            parser = self.parser = httptools.HttpRequestParser(self)
+        elif self.close_pending:
             return
         try:
             parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
-            self.held = data[upgrade.args[0] :]
+            rest = data[upgrade.args[0] :]
+            if self.upgrade_declined:  # served as an ordinary request: parse what follows
+                self.upgrade_declined = False
+                if rest:
+                    self.data_received(rest)
+                return
+            self.held = rest
             self._pause(_PAUSE_UPGRADE)
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
@@ -161,21 +171,17 @@ class ClientConnection(Http1Writer, asyncio.Protocol):
         tunnel = self.tunnel
         if tunnel is not None:
             self.tunnel = None
-            tunnel.tunnel_peer = None
-            tunnel.close()
+            tunnel.close_tunnel()
         exchange = self.exchange
         if exchange is not None:
             self.exchange = None
-            if not exchange.response_done:
-                if not exchange.response_started:
-                    exchange.status = 499  # NGINX's "client closed request"
-                exchange.abort()
-                self.engine.log_exchange(exchange)
+            exchange.client_gone()
         self.queue = None
         # The parser holds this connection for its callbacks; httptools' parser is not seen by
         # the cycle collector, so the pair would otherwise live on (~40 KiB per closed TLS
         # connection).
         self.parser = None
+        self.parse_over = True
 
     def pause_writing(self) -> None:
         self.write_paused_since = self.engine.now
@@ -223,8 +229,15 @@ class ClientConnection(Http1Writer, asyncio.Protocol):
         route = self.router.route(host)
         upgrade: bytes | None = None
         if parser.should_upgrade():
-            upgrade = next(v for n, v in self.headers if n.lower() == b"upgrade")
-            has_body = True  # dispatch now: the rest of the connection belongs to the tunnel
+            upgrade = forwarding.requested_upgrade(self.headers, pass_h2c=route.pass_h2c_upgrade)
+            if upgrade is None:  # only h2c was asked for: refused, the request is served as is
+                if has_body:  # llhttp would not parse its body
+                    raise RequestRejected(
+                        BAD_REQUEST, "Upgrade: h2c is refused, and with a body it cannot be served"
+                    )
+                self.upgrade_declined = True
+            else:
+                has_body = True  # dispatch now: the rest of the connection belongs to the tunnel
         if route.pool is None:  # a redirect server: Exchange.start answers it
             head = b""
         else:
@@ -299,13 +312,9 @@ class ClientConnection(Http1Writer, asyncio.Protocol):
         self.tunnel_timeout = self.exchange.route.read_timeout if self.exchange else 0.0
         self.exchange = None
         self.tunnel = upstream
-        upstream.tunnel_peer = self
-        upstream.last_active = self.last_active = self.engine.now
-        if upstream_rest:
-            self.send(upstream_rest)
+        self.last_active = self.engine.now
         held, self.held = self.held, None
-        if held:
-            upstream.transport.write(held)
+        upstream.open_tunnel(self, upstream_rest, held or b"")
         self._resume(_PAUSE_UPGRADE)
 
     def tunnel_closed(self) -> None:
@@ -363,8 +372,10 @@ class ClientConnection(Http1Writer, asyncio.Protocol):
             exchange.keep_alive = False
             self.queue = None
             self.parser = None
+            self.parse_over = True
             return
         self.parser = None
+        self.parse_over = True
         self.send(forwarding.error_response(status.code, status.reason, status.detail, close=True))
         self.engine.log_rejected(self.client_ip, status.code)
         self._close_soon()
@@ -395,6 +406,7 @@ class ClientConnection(Http1Writer, asyncio.Protocol):
             if now - self.head_started > self.engine.client_header_timeout:
                 self.parsing = None
                 self.parser = None
+                self.parse_over = True
                 self.send(
                     forwarding.error_response(
                         REQUEST_TIMEOUT.code,

@@ -8,13 +8,12 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from corral.proxy import forwarding
+from corral.proxy.constants import LAST_CHUNK
 
 if TYPE_CHECKING:
     from corral.proxy.engine import Engine
     from corral.proxy.exchange import Exchange
     from corral.proxy.upstream_conn import UpstreamConnection
-
-_LAST_CHUNK = b"0\r\n\r\n"
 
 
 class Http1Writer:
@@ -79,8 +78,8 @@ class Http1Writer:
     def end_response(self, exchange: Exchange) -> None:
         """The last chunk, when chunked."""
         if exchange.framing == forwarding.FRAMING_CHUNKED:
-            exchange.bytes_sent += len(_LAST_CHUNK)
-            self.send(_LAST_CHUNK)
+            exchange.bytes_sent += len(LAST_CHUNK)
+            self.send(LAST_CHUNK)
 
     def send_local(
         self,

@@ -14,8 +14,6 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING, cast
 
-from h2.config import H2Configuration
-from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from h2.events import (
     ConnectionTerminated,
@@ -24,15 +22,20 @@ from h2.events import (
     RequestReceived,
     StreamEnded,
     StreamReset,
+    TrailersReceived,
     WindowUpdated,
 )
 from h2.exceptions import H2Error
 from h2.settings import SettingCodes, Settings
 from hyperframe.frame import GoAwayFrame
 
-from corral.proxy.h2_fields import Fields, parse_request
+from corral.proxy.constants import DRAIN_IDLE_CLOSE_S, WRITE_HIGH_WATER_BYTES
+from corral.proxy.h2_fields import parse_request
+from corral.proxy.h2_frames import H2FrameWriter
 from corral.proxy.h2_guard import FloodLimits, FrameGuard
+from corral.proxy.h2_machine import RequestMalformed, ServerH2Connection, without_values
 from corral.proxy.h2_stream import H2Stream
+from corral.proxy.tls import requested_server_name
 
 if TYPE_CHECKING:
     from h2.events import Event
@@ -42,53 +45,29 @@ if TYPE_CHECKING:
     from corral.proxy.routing import Router
     from corral.proxy.upstream_conn import UpstreamConnection
 
-WRITE_HIGH_WATER_BYTES = 64 * 1024
-DRAIN_IDLE_CLOSE_S = 2.0  # while draining, a connection without streams closes after this
-# (last_active is stamped with the engine's coarse clock, up to one tick (<= 1 s) behind: 2 s
-# of it means at least 1 s of real idleness, so a client pausing briefly is not cut mid-thought)
 DEFAULT_WINDOW_BYTES = 65535  # RFC 9113 §6.9.2, the connection window before any WINDOW_UPDATE
 # Header lists up to the advertised limit are served; up to this multiple of it they get 431;
 # larger ones (and larger header blocks) are a connection error.
 HARD_HEADER_LIMIT_FACTOR = 2
 
-_H2_CONFIG = H2Configuration(
-    client_side=False,
-    header_encoding=None,
-    validate_inbound_headers=True,
-    normalize_inbound_headers=True,
-    validate_outbound_headers=False,  # the streams build lower-case, connection-free fields
-    normalize_outbound_headers=False,
-)
 
-
-def without_values(error: Exception) -> str:
-    """h2's message for `error`, cut before any header value it quotes (values may carry
-    credentials, which never reach a log)."""
-    text = str(error)
-    cut = text.find(" value")
-    return text[: cut + len(" value")] + " (not logged)" if cut >= 0 else text
-
-
-class Http2Connection(asyncio.Protocol):
+class Http2Connection(H2FrameWriter, asyncio.Protocol):
     """One client connection speaking HTTP/2."""
 
     __slots__ = (
-        "batch_depth",
         "client_ip",
         "closed",
         "dead",
         "engine",
-        "flush_handle",
         "goaway_last_stream",
         "goaway_sent",
         "guard",
         "h2",
         "last_active",
         "max_header_list_size",
-        "queued_bytes",
         "router",
+        "server",
         "streams",
-        "tails",
         "transport",
         "trusted",
         "write_paused",
@@ -109,7 +88,7 @@ class Http2Connection(asyncio.Protocol):
                 max_control_frames_per_second=settings.max_control_frames_per_second,
             )
         )
-        h2 = self.h2 = H2Connection(config=_H2_CONFIG)
+        h2 = self.h2 = ServerH2Connection()
         h2.local_settings = Settings(
             client=False,
             initial_values={
@@ -122,6 +101,7 @@ class Http2Connection(asyncio.Protocol):
         h2.decoder.max_header_list_size = hard_limit
         self.client_ip = b"-"
         self.trusted = False  # the peer is a trusted proxy: its X-Forwarded-Proto/-Port stay
+        self.server = router.default  # the server block the connection belongs to (by SNI)
         self.streams: dict[int, H2Stream] = {}
         self.tails: list[H2Stream] = []  # streams holding back a body piece until end_batch
         self.batch_depth = 0
@@ -150,6 +130,9 @@ class Http2Connection(asyncio.Protocol):
             trusted_proxies = self.engine.trusted_proxies
             if trusted_proxies is not None:
                 self.trusted = trusted_proxies.trusts(peer[0])
+        server_name = requested_server_name(transport.get_extra_info("ssl_object"))
+        if server_name:
+            self.server = self.router.route(server_name.encode())
         transport.set_write_buffer_limits(high=WRITE_HIGH_WATER_BYTES)
         h2 = self.h2
         h2.initiate_connection()
@@ -280,7 +263,9 @@ class Http2Connection(asyncio.Protocol):
                 self._close()
 
     def _send_timeout(self) -> float:
-        return self.router.default.send_timeout
+        # The connection's socket is shared by its streams, whichever server each one uses: the
+        # server block chosen by SNI (NGINX's virtual server of the connection) decides.
+        return self.server.send_timeout
 
     # -- events ----------------------------------------------------------------------------------
     def _handle(self, events: list[Event]) -> None:
@@ -322,6 +307,20 @@ class Http2Connection(asyncio.Protocol):
                     in cast(RemoteSettingsChanged, event).changed_settings
                 ):
                     self._flush_all()
+            elif kind is RequestMalformed:  # h2_machine has reset the stream
+                malformed = cast(RequestMalformed, event)
+                stream = streams.get(malformed.stream_id)
+                if stream is not None:
+                    stream.malformed(malformed.detail)
+                else:
+                    self._log_malformed(malformed.stream_id, malformed.detail)
+            elif kind is TrailersReceived:  # dropped, unless they break the rules
+                trailers = cast(TrailersReceived, event)
+                if any(name[:1] == b":" for name, _ in trailers.headers or ()):
+                    self.reset_stream(trailers.stream_id, ErrorCodes.PROTOCOL_ERROR)
+                    stream = streams.get(trailers.stream_id)
+                    if stream is not None:
+                        stream.malformed("a pseudo-header in trailers")
             elif kind is ConnectionTerminated:  # the client's GOAWAY: h2 accepts nothing more
                 self._close()
                 return
@@ -336,91 +335,29 @@ class Http2Connection(asyncio.Protocol):
         if self.goaway_sent and stream_id > self.goaway_last_stream:
             self.reset_stream(stream_id, ErrorCodes.REFUSED_STREAM)
             return None
+        request = parse_request(event.headers)
+        if request.malformed is not None:  # RFC 9113 §8.1.1: a stream error
+            self.reset_stream(stream_id, ErrorCodes.PROTOCOL_ERROR)
+            self._log_malformed(stream_id, request.malformed)
+            return None
         stream = H2Stream(self, stream_id, self.router.default)
         self.streams[stream_id] = stream
-        exchange = stream.open(parse_request(event.headers), event.stream_ended is not None)
+        exchange = stream.open(request, event.stream_ended is not None)
         return stream if exchange is not None else None
+
+    def _log_malformed(self, stream_id: int, detail: str) -> None:
+        self.engine.note_error(
+            f"malformed HTTP/2 request from {self.client_ip.decode()} on stream {stream_id}: "
+            f"{detail}; RST_STREAM"
+        )
+        self.engine.log_rejected(self.client_ip, 400, "HTTP/2.0")
 
     def _flush_all(self) -> None:
         for stream in list(self.streams.values()):
             if stream.out or stream.out_end:
                 stream.flush()
 
-    # -- what streams call -----------------------------------------------------------------------
-    def send_headers(self, stream_id: int, fields: Fields, *, end: bool) -> None:
-        """A HEADERS frame (informational, response or trailers)."""
-        if self.dead:
-            return
-        try:
-            self.h2.send_headers(stream_id, fields, end_stream=end)
-        except H2Error as exc:
-            self.engine.note_error(f"HTTP/2 stream {stream_id}: cannot send headers: {exc}")
-            return
-        self._output()
-
-    def send_data(self, stream_id: int, data: bytes, *, end: bool = False) -> int:
-        """Send as much of `data` as the flow-control windows allow; returns how much. `end`:
-        END_STREAM on the last frame, if all of `data` fits."""
-        if self.dead:
-            return len(data)  # nobody will read it
-        h2 = self.h2
-        try:
-            size = min(h2.local_flow_control_window(stream_id), len(data))
-            if size <= 0:
-                return 0
-            frame = h2.max_outbound_frame_size
-            if size == len(data) and size <= frame:
-                h2.send_data(stream_id, data, end_stream=end)
-            else:
-                view = memoryview(data)
-                last = end and size == len(data)
-                for start in range(0, size, frame):
-                    stop = min(start + frame, size)
-                    h2.send_data(
-                        stream_id, bytes(view[start:stop]), end_stream=last and stop == size
-                    )
-        except H2Error:
-            return len(data)  # the stream is closed: drop the rest
-        self.queued_bytes += size
-        if self.queued_bytes >= WRITE_HIGH_WATER_BYTES:
-            self._write()  # bodies go out now, so the socket's backpressure is seen in time
-        else:
-            self._output()
-        return size
-
-    def end_stream(self, stream_id: int, trailers: Fields | None) -> None:
-        """END_STREAM: on trailing HEADERS, or an empty DATA frame."""
-        if self.dead:
-            return
-        try:
-            if trailers:
-                self.h2.send_headers(stream_id, trailers, end_stream=True)
-            else:
-                self.h2.end_stream(stream_id)
-        except H2Error:
-            return
-        self._output()
-
-    def reset_stream(self, stream_id: int, code: ErrorCodes) -> None:
-        """RST_STREAM."""
-        if self.dead:
-            return
-        try:
-            self.h2.reset_stream(stream_id, code)
-        except H2Error:
-            return
-        self._output()
-
-    def acknowledge(self, stream_id: int, size: int) -> None:
-        """Request bytes were taken: open the client's windows again (WINDOW_UPDATE)."""
-        if self.dead:
-            return
-        try:
-            self.h2.acknowledge_received_data(size, stream_id)
-        except H2Error:
-            return
-        self._output()
-
+    # -- what streams call (the rest is H2FrameWriter's) -------------------------------------
     def release(self, stream: H2Stream) -> None:
         """A stream is over; after GOAWAY the last one closes the connection."""
         if self.streams.get(stream.stream_id) is stream:
@@ -429,40 +366,7 @@ class Http2Connection(asyncio.Protocol):
             if not self.streams and self.goaway_sent:
                 self._close()
 
-    def begin_batch(self) -> None:
-        """Collect frames until `end_batch` (one write per read)."""
-        self.batch_depth += 1
-
-    def end_batch(self) -> None:
-        """Write the frames collected (at the end of this loop iteration)."""
-        self.batch_depth -= 1
-        if not self.batch_depth:
-            if self.tails:
-                tails, self.tails = self.tails, []
-                for stream in tails:
-                    stream.release_tail()
-            self._output()
-
-    def hold_tail(self, stream: H2Stream) -> None:
-        """`stream` holds back a body piece until the batch ends."""
-        self.tails.append(stream)
-
-    # -- output ----------------------------------------------------------------------------------
-    def _output(self) -> None:
-        # Frames of every stream produced in one loop iteration (many upstream responses arrive
-        # together under load) leave in one TLS write: the write, not h2, is the expensive part.
-        if not self.batch_depth and self.flush_handle is None and not self.dead:
-            self.flush_handle = self.engine.loop.call_soon(self._write)
-
-    def _write(self) -> None:
-        if self.flush_handle is not None:
-            self.flush_handle.cancel()
-            self.flush_handle = None
-        self.queued_bytes = 0
-        data = self.h2.data_to_send()
-        if data and not self.closed and not self.transport.is_closing():
-            self.transport.write(data)
-
+    # -- closing ---------------------------------------------------------------------------------
     def _close(self) -> None:
         """Write what is queued, close, and abandon the streams."""
         if self.dead:

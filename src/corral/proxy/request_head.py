@@ -17,6 +17,8 @@ def read_request_head(
     method: bytes, url: bytes, headers: Sequence[tuple[bytes, bytes]], *, http10: bool
 ) -> tuple[bytes, bytes | None, bool, bool]:
     """(target in origin form, Host or None, chunked, has a body); RequestRejected if unusable."""
+    if method == b"CONNECT":  # llhttp would take the rest of the connection for a tunnel
+        raise RequestRejected(NOT_IMPLEMENTED, "CONNECT is not supported")
     host: bytes | None = None
     transfer_encoding: bytes | None = None
     has_body = False

@@ -24,6 +24,7 @@ class ServerRoute:
     read_timeout: float
     send_timeout: float
     response_headers: ResponseHeaders | None = None  # None: responses pass unchanged
+    pass_h2c_upgrade: bool = False  # forward `Upgrade: h2c` (refused by default)
     listener_lines: bytes = field(init=False)
     default_host: bytes = field(init=False)
 
@@ -59,6 +60,7 @@ def build_route(server: Server, pools: dict[str, UpstreamPool]) -> ServerRoute:
         read_timeout=server.read_timeout,
         send_timeout=server.send_timeout,
         response_headers=response_headers(server),
+        pass_h2c_upgrade=server.pass_h2c_upgrade,
     )
 
 

@@ -22,6 +22,7 @@ TLS12_CIPHERS = (
     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 )
+_SNI_ATTRIBUTE = "corral_server_name"  # set on the SSLObject by the SNI callback
 _VERSIONS = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
 
 
@@ -58,12 +59,13 @@ def build_server_context(configs: Sequence[Tls]) -> ssl.SSLContext:
             leaf = load_certificates(item.cert)[0]
             candidates.append(_Candidate(_context(item.cert, item.key, tls), leaf))
     default = candidates[0].context
-    if len(candidates) > 1:
+    if len(candidates) > 1 or len(configs) > 1:
         by_name: dict[str, ssl.SSLContext] = {}
 
         def choose(sock: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:
             if not name:
                 return
+            setattr(sock, _SNI_ATTRIBUTE, name)  # for the connection's server block
             chosen = by_name.get(name)
             if chosen is None:
                 chosen = default
@@ -76,5 +78,12 @@ def build_server_context(configs: Sequence[Tls]) -> ssl.SSLContext:
             if chosen is not default:
                 sock.context = chosen
 
-        default.sni_callback = choose  # type: ignore[assignment]
+        default.sni_callback = choose
     return default
+
+
+def requested_server_name(ssl_object: object) -> str | None:
+    """The server name a client asked for (SNI) on a listener with several server blocks, as
+    the SNI callback recorded it; None when it sent none or the listener has one block."""
+    name = getattr(ssl_object, _SNI_ATTRIBUTE, None)
+    return name if isinstance(name, str) else None

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Protocol, cast
 import httptools
 
 from corral.proxy import forwarding
+from corral.proxy.constants import WRITE_HIGH_WATER_BYTES
 from corral.proxy.errors import BAD_GATEWAY
 
 if TYPE_CHECKING:
@@ -19,8 +20,6 @@ if TYPE_CHECKING:
     from corral.proxy.engine import Engine
     from corral.proxy.exchange import Exchange
     from corral.proxy.upstream import Endpoint
-
-WRITE_HIGH_WATER_BYTES = 64 * 1024
 
 
 class TunnelPeer(Protocol):
@@ -230,6 +229,22 @@ class UpstreamConnection(asyncio.Protocol):
         if self.tunnel_peer is not None:
             return self.tunnel_peer
         return self.exchange.client if self.exchange is not None else None
+
+    def open_tunnel(self, peer: TunnelPeer, rest: bytes, held: bytes) -> None:
+        """After the 101: relay raw bytes between this connection and `peer`, the client end.
+        `rest` came from the upstream right after its 101, `held` from the client after its
+        request (both before the tunnel existed)."""
+        self.tunnel_peer = peer
+        self.last_active = self.engine.now
+        if rest:
+            peer.send(rest)
+        if held:
+            self.transport.write(held)
+
+    def close_tunnel(self) -> None:
+        """The client end of the tunnel is gone: close this end without calling it back."""
+        self.tunnel_peer = None
+        self.close()
 
     def is_usable(self) -> bool:
         """Open, idle and fit for another request."""

@@ -263,6 +263,29 @@ def test_declined_upgrade_stays_http(certs: Certs, lb: LbProcess) -> None:
             assert read_response(sock).status == 202
 
 
+def test_h2c_upgrade_is_refused_and_served_as_http_1_1(certs: Certs, lb: LbProcess) -> None:
+    """h2c smuggling: `Upgrade: h2c` never reaches the upstream (which would switch and let the
+    client talk to it past the proxy); the request is answered over HTTP/1.1 and the
+    connection serves the next request."""
+    with tls_connect(certs, lb.port) as sock:
+        sock.sendall(
+            get_request(
+                "/echo",
+                extra=[
+                    "Upgrade: h2c",
+                    "Connection: Upgrade, HTTP2-Settings",
+                    "HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA",
+                ],
+            )
+        )
+        first = read_response(sock)
+        assert first.status == 200
+        seen = {name.lower() for name, _ in json.loads(first.body)["headers"]}
+        assert not seen & {"upgrade", "http2-settings", "connection"}
+        sock.sendall(get_request("/status/202"))
+        assert read_response(sock).status == 202
+
+
 def test_host_header_selects_server_on_shared_port(
     certs: Certs, backends: StartBackends, start_lb: StartLb
 ) -> None:

@@ -162,3 +162,21 @@ def test_upload_to_an_upstream_that_does_not_read_is_held_back(certs: Certs, lb:
     assert sent < 8 * 1024 * 1024, sent
     assert grown < 16 * 1024 * 1024, grown
     still_serves(certs, lb)
+
+
+def test_malformed_request_resets_only_its_stream(certs: Certs, lb: LbProcess) -> None:
+    """RFC 9113 §8.1.1: a request with an upper-case field name and one with a connection-
+    specific field are each reset (PROTOCOL_ERROR); a request already in flight on the same
+    connection gets its answer, and the connection takes new requests."""
+    with H2Client(certs, lb.port) as client:
+        client.conn.config.validate_outbound_headers = False
+        client.conn.config.normalize_outbound_headers = False
+        slow = client.start("/delay/1")
+        upper = client.start("/echo", extra=[(b"X-Upper-Case", b"1")])
+        hop = client.start("/echo", extra=[(b"connection", b"keep-alive")])
+        assert client.response(upper).reset_code == ErrorCodes.PROTOCOL_ERROR
+        assert client.response(hop).reset_code == ErrorCodes.PROTOCOL_ERROR
+        assert client.response(slow).status == 200
+        assert client.terminated is None
+        assert client.response(client.start("/echo")).status == 200
+    assert "malformed HTTP/2 request" in lb.output()

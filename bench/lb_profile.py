@@ -1,0 +1,200 @@
+"""`python -m bench.lb_profile`: where corral lb's worker spends its CPU under load.
+
+Starts the benchmark's backend (CPU 1) and a corral lb (CPU 0, the benchmark's configuration)
+whose worker samples itself: a SIGPROF timer on the worker's CPU time (`setitimer`
+ITIMER_PROF) records the Python stack at each tick. `wrk -t1 -c64` (or, with `--h2`,
+`h2load -t1 -c16 -m32` with 4,000 requests per second of `--duration`) loads it from CPU 1;
+then the lb is stopped and the profile printed: per function the share of samples spent in it
+(self: the innermost frame) and under it (total), and the busiest lines. Time in C (a TLS
+write, a `send`) counts for the Python line that called it. Not part of `bench/lb_vs_nginx`.
+
+    python -m bench.lb_profile --duration 10 [--h2] [--top 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import contextlib
+import json
+import os
+import signal
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from bench.configs import ProxyPorts, corral_lb_yaml
+from bench.h2load import H2_CONNECTIONS, h2load_argv
+from bench.processes import BenchError, Service, run_child, run_main
+from bench.report import TargetFigures
+from bench.targets import (
+    PortPicker,
+    Target,
+    client_context,
+    make_certificate,
+    probe,
+    start_backend,
+)
+from bench.wrk import DONE_SCRIPT, parse_wrk_output, wrk_argv
+
+SAMPLE_INTERVAL_S = 0.001  # of the worker's CPU time
+PROXY_CPU, LOAD_CPU = 0, 1
+
+Key = tuple[str, str, int]  # file, function, first line
+
+
+class Sampler:
+    """Samples the main thread's Python stack on SIGPROF."""
+
+    def __init__(self) -> None:
+        self.samples = 0
+        self.own: collections.Counter[Key] = collections.Counter()
+        self.under: collections.Counter[Key] = collections.Counter()
+        self.lines: collections.Counter[tuple[str, str, int]] = collections.Counter()
+
+    def _tick(self, _signum: int, frame: FrameType | None) -> None:
+        self.samples += 1
+        if frame is None:
+            return
+        code = frame.f_code
+        self.own[(code.co_filename, code.co_name, code.co_firstlineno)] += 1
+        self.lines[(code.co_filename, code.co_name, frame.f_lineno)] += 1
+        seen: set[Key] = set()
+        current: FrameType | None = frame
+        while current is not None:
+            code = current.f_code
+            key = (code.co_filename, code.co_name, code.co_firstlineno)
+            if key not in seen:
+                seen.add(key)
+                self.under[key] += 1
+            current = current.f_back
+
+    def start(self) -> None:
+        """Sample from now on."""
+        signal.signal(signal.SIGPROF, self._tick)
+        signal.setitimer(signal.ITIMER_PROF, SAMPLE_INTERVAL_S, SAMPLE_INTERVAL_S)
+
+    def stop(self, path: Path) -> None:
+        """Stop sampling and write the counts to `path` (JSON)."""
+        signal.setitimer(signal.ITIMER_PROF, 0, 0)
+
+        def rows(counter: collections.Counter[Any]) -> list[list[Any]]:
+            return [[*key, n] for key, n in counter.most_common(300)]
+
+        data = {
+            "samples": self.samples,
+            "own": rows(self.own),
+            "under": rows(self.under),
+            "lines": rows(self.lines),
+        }
+        path.write_text(json.dumps(data))
+
+
+def serve(out: Path, config: Path) -> None:
+    """Run `corral lb --config config` with every worker sampled into `out`."""
+    import corral.proxy.worker as worker
+    from corral.cli.main import main
+
+    original: Callable[..., int] = worker.run_worker
+
+    def sampled(*args: Any, **kwargs: Any) -> int:
+        sampler = Sampler()
+        sampler.start()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            sampler.stop(out)
+
+    worker.run_worker = sampled
+    sys.argv = ["corral", "lb", "--config", str(config)]
+    main()
+
+
+def _short(path: str) -> str:
+    for marker in ("/src/corral/", "/site-packages/"):
+        if marker in path:
+            return path.split(marker, 1)[1]
+    return os.path.basename(path)
+
+
+def report(data: dict[str, Any], top: int) -> list[str]:
+    """The profile as lines: functions by self share, by total share, busiest lines."""
+    total = max(1, int(data["samples"]))
+    lines = [f"{total} samples ({SAMPLE_INTERVAL_S * 1000:.0f} ms of worker CPU each)"]
+    for title, kind in (("self", "own"), ("total (self + callees)", "under")):
+        lines += ["", f"by {title}:"]
+        for filename, name, line, n in data[kind][:top]:
+            lines.append(f"  {100 * n / total:5.1f}%  {name}  {_short(filename)}:{line}")
+    lines += ["", "busiest lines:"]
+    for filename, name, line, n in data["lines"][:top]:
+        lines.append(f"  {100 * n / total:5.1f}%  {_short(filename)}:{line} ({name})")
+    return lines
+
+
+def run(duration: int, h2: bool, top: int) -> list[str]:
+    """Start backend and sampled lb, load it, stop it; the profile's lines."""
+    with contextlib.ExitStack() as stack:
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="corral-prof-")))
+        certs = make_certificate(work)
+        port = PortPicker()
+        backend_port = port()
+        backend = start_backend(work, backend_port, LOAD_CPU)
+        stack.callback(backend.stop)
+        backend.wait_listening([backend_port])
+        ports = ProxyPorts(https=port(), http=port())
+        (work / "lb").mkdir()
+        config = work / "lb" / "lb.yml"
+        config.write_text(corral_lb_yaml(ports, backend_port, certs))
+        out = work / "profile.json"
+        argv = [sys.executable, "-m", "bench.lb_profile", "--serve", str(out), str(config)]
+        lb = Service("corral lb (sampled)", argv, work / "lb" / "output.log", PROXY_CPU)
+        stack.callback(lb.stop)
+        lb.wait_listening([ports.https])
+        url = f"https://127.0.0.1:{ports.https}/"
+        probe(Target(TargetFigures("corral-lb", ""), url, lb, ports.https), client_context(certs))
+        if h2:
+            per_connection = max(1000, 4000 * duration // H2_CONNECTIONS)
+            load = h2load_argv(url, per_connection)
+        else:
+            script = work / "done.lua"
+            script.write_text(DONE_SCRIPT)
+            load = wrk_argv(url, duration, 64, script)
+        done = run_child(load, LOAD_CPU, timeout=duration + 120)
+        if done.returncode != 0:
+            raise BenchError(f"{load[0]} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+        if h2:
+            summary = [
+                x for x in done.stdout.splitlines() if x.startswith(("finished", "requests"))
+            ]
+        else:
+            result = parse_wrk_output(done.stdout)
+            summary = [f"wrk: {result.requests_per_s:,.0f} req/s, errors {result.errors}"]
+        lb.stop()
+        if not out.exists():
+            return [*summary, "the worker wrote no profile; its output:", lb.output_tail()]
+        return [*summary, *report(json.loads(out.read_text()), top)]
+
+
+def main() -> None:
+    """Parse the options; profile (or, with --serve, be the sampled lb)."""
+    parser = argparse.ArgumentParser(prog="python -m bench.lb_profile", description=__doc__)
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--h2", action="store_true", help="h2load instead of wrk")
+    parser.add_argument("--top", type=int, default=40)
+    parser.add_argument("--serve", nargs=2, metavar=("OUT", "CONFIG"), help=argparse.SUPPRESS)
+    options = parser.parse_args()
+    if options.serve:
+        serve(Path(options.serve[0]), Path(options.serve[1]))
+        return
+    sys.exit(run_main(lambda: run(options.duration, options.h2, options.top), _say))
+
+
+def _say(message: str) -> None:
+    print(f"lb_profile: {message}", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    main()
