@@ -60,7 +60,7 @@ def rotate(config_path: Path, rotate_ca: bool, state_dir: Path | None) -> None:
     from corral.install.desired import DesiredCluster
     from corral.install.providers import ProviderError
     from corral.install.rolling import RollingError
-    from corral.install.state import LB_NODE, StateError
+    from corral.install.state import StateError
 
     desired = load_desired(config_path)
     assert isinstance(desired, DesiredCluster)
@@ -69,12 +69,7 @@ def rotate(config_path: Path, rotate_ca: bool, state_dir: Path | None) -> None:
     try:
         result = run_rotation(desired, progress, rotate_ca=rotate_ca, state_dir=state_dir)
     except RollingError as exc:
-        where = f"node [{exc.node}]: " if exc.node and exc.node != LB_NODE else ""
-        progress.fatal(f"{where}{exc.message}", exc.phase)
-        if exc.log:
-            progress.fatal(f"the log ends:\n{exc.log}", exc.phase)
-        progress.fatal(f"fix: {exc.fix}; then run {again} again: it continues from the "
-                       "stage it stopped in", exc.phase)
+        exc.report(progress, f"run {again} again: it continues from the stage it stopped in")
         sys.exit(1)
     except (ProviderError, StateError) as exc:
         progress.fatal(str(exc))

@@ -85,7 +85,7 @@ def up(config_path: Path, dry_run: bool, state_dir: Path | None) -> None:
     from corral.install.reconcile import reconcile
     from corral.install.reconcile_state import RebuildError, recover
     from corral.install.rolling import RollingError
-    from corral.install.state import LB_NODE, StateError
+    from corral.install.state import StateError
 
     desired = load_desired(config_path)
     assert isinstance(desired, DesiredCluster)
@@ -115,12 +115,8 @@ def up(config_path: Path, dry_run: bool, state_dir: Path | None) -> None:
                        "preflight")
         sys.exit(1)
     except RollingError as exc:
-        where = f"node [{exc.node}]: " if exc.node and exc.node != LB_NODE else ""
-        progress.fatal(f"{where}{exc.message}", exc.phase)
-        if exc.log:
-            progress.fatal(f"the log ends:\n{exc.log}", exc.phase)
-        progress.fatal(f"fix: {exc.fix}; then run `corral up --config {config_path}` again: "
-                       "it continues from this step", exc.phase)
+        exc.report(progress, f"run `corral up --config {config_path}` again: it continues "
+                             "from this step")
         sys.exit(1)
     except (ProviderError, StateError, RebuildError) as exc:
         progress.fatal(str(exc))

@@ -75,6 +75,15 @@ class RollingError(Exception):
         super().__init__(message)
         self.phase, self.node, self.message, self.fix, self.log = phase, node, message, fix, log
 
+    def report(self, progress: Progress, then: str) -> None:
+        """The FATA lines of this failure: the node and what went wrong, the log's end, the
+        fix followed by `then` (what to run afterwards)."""
+        where = f"node [{self.node}]: " if self.node and self.node != LB_NODE else ""
+        progress.fatal(f"{where}{self.message}", self.phase)
+        if self.log:
+            progress.fatal(f"the log ends:\n{self.log}", self.phase)
+        progress.fatal(f"fix: {self.fix}; then {then}", self.phase)
+
 
 def log_tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
     """The last `lines` lines of `text`."""
