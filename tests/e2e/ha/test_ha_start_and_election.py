@@ -182,14 +182,14 @@ def test_the_leader_renews_a_shared_ca_that_is_due_and_every_server_follows(
     aged = seed_expiring_ca(cluster, prefix)
     servers = start_install(2, prefix=prefix, env={"CORRAL_CA_RENEWAL_INTERVAL": "0.5"})
     leader = leader_of(servers)
-    wait_for_line(leader, "ca-renewal: replaced the shared CA CN=corral-ca@aged", timeout=10)
+    wait_for_line(leader, "ca-renewal: replaced the shared CA CN=corral-ca@aged", timeout=30)
 
     def renewed_everywhere() -> bool:
         published = [api_call(s, "GET", "/cacerts").text for s in servers]
         return published[0] != aged and published == [published[0]] * len(servers)
 
-    wait_until(renewed_everywhere, timeout=5, what="every server to publish the new CA")
+    wait_until(renewed_everywhere, timeout=30, what="every server to publish the new CA")
     new_ca = x509.load_pem_x509_certificate(api_call(servers[0], "GET", "/cacerts").content)
     assert new_ca.not_valid_after_utc.year - new_ca.not_valid_before_utc.year >= 9
     wait_until(lambda: all(served_issuer(s) == new_ca.subject.rfc4514_string() for s in servers),
-               timeout=5, what="every server to serve a certificate from the new CA")
+               timeout=30, what="every server to serve a certificate from the new CA")

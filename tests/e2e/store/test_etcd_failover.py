@@ -16,8 +16,11 @@ from corral.store.base import CompareFailed, Event, StoreUnavailable
 from corral.store.etcd import EtcdStore, connect_etcd
 from tests.support.etcd_cluster import EtcdCluster
 
-#: The longest a writer may go without an acknowledged write once a member of three died.
-FAILOVER_GAP = 3.0
+#: The longest a writer may go without an acknowledged write once a member of three died. A kill
+#: of the leader costs an election (etcd's election timeout is 1 s, randomised, and more on a busy
+#: 2-core machine) before a retried write applies; a gap beyond the store's request_timeout (5 s)
+#: would mean the store stayed on the dead member instead of moving on.
+FAILOVER_GAP = 5.0
 #: Pause between one writer's writes (pacing, so the writers leave etcd some CPU).
 PACE = 0.005
 
