@@ -21,7 +21,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 from corral.install.desired import NodeSpec
 from corral.install.etcd_snapshot_files import (
@@ -41,6 +41,9 @@ from corral.install.services import (
     etcd_peer_url,
     member_name,
 )
+
+if TYPE_CHECKING:
+    from corral.install.providers.ssh import SshProvider
 
 ETCDCTL_TIMEOUT_S = 120.0
 PREVIOUS_DATA_SUFFIX = ".before-restore"  # the member's data as it was before the last restore
@@ -249,17 +252,13 @@ class SshShell(NodeShell):
     """A node reached over SSH, through the provider's connection."""
 
     def _exec(self, command: str, timeout_s: float) -> tuple[int, str]:
-        provider: Any = self.provider  # an SshProvider: its connection and event loop
-
-        async def go() -> tuple[int, str]:
-            link = await provider.link(self.node.name)
-            done = await link.conn.run(command, check=False)
-            return int(done.exit_status or 0), str(done.stdout or "") + str(done.stderr or "")
-
         try:
-            return tuple(provider._run(go(), timeout_s))  # type: ignore[no-any-return]
+            return self._ssh().run_command(self.node.name, command, timeout_s)
         except Exception as exc:  # SSH and provider failures of this node, reported as such
             raise SnapshotNodeError(self.node.name, f"over SSH: {exc}") from None
+
+    def _ssh(self) -> SshProvider:
+        return cast("SshProvider", self.provider)  # shell_for chose this class by its name
 
     def run(self, argv: list[str], timeout_s: float = ETCDCTL_TIMEOUT_S) -> tuple[int, str]:
         """`argv` through the node's shell."""
@@ -278,20 +277,8 @@ class SshShell(NodeShell):
 
     def write(self, path: Path, data: bytes) -> None:
         """Over SFTP, through the provider (temporary file, fsync, rename)."""
-        provider: Any = self.provider
-
-        async def go() -> None:
-            sftp = (await provider.link(self.node.name)).sftp
-            await sftp.makedirs(str(path.parent), exist_ok=True)
-            tmp = f"{path.parent}/.{path.name}.tmp"
-            async with sftp.open(tmp, "wb") as out:
-                await out.write(data)
-                await out.fsync()
-            await sftp.chmod(tmp, 0o600)
-            await sftp.posix_rename(tmp, str(path))
-
         try:
-            provider._run(go(), ETCDCTL_TIMEOUT_S)
+            self._ssh().write_file(self.node.name, str(path), data, 0o600, ETCDCTL_TIMEOUT_S)
         except Exception as exc:  # SSH and SFTP failures of this node, reported as such
             raise SnapshotNodeError(self.node.name, f"cannot write {path} over SFTP: "
                                     f"{exc}") from None

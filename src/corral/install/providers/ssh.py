@@ -156,6 +156,33 @@ class SshProvider(Provider):
             raise ProviderError(f"node [{name}]: {op} failed: {result['error']}")
         return result
 
+    def run_command(self, name: str, command: str, timeout: float) -> tuple[int, str]:
+        """`command` through node `name`'s shell, within `timeout` seconds: its exit status
+        and its output (stdout then stderr). SSH failures raise as they come."""
+
+        async def go() -> tuple[int, str]:
+            done = await (await self.link(name)).conn.run(command, check=False)
+            return int(done.exit_status or 0), str(done.stdout or "") + str(done.stderr or "")
+
+        return self._run(go(), timeout)
+
+    def write_file(self, name: str, path: str, data: bytes, mode: int, timeout: float) -> None:
+        """`data` into `path` on node `name` over SFTP: a temporary file beside it, fsync,
+        `mode`, rename (a reader never sees half a file). SSH failures raise as they come."""
+
+        async def go() -> None:
+            sftp = (await self.link(name)).sftp
+            parent, _, base = path.rpartition("/")
+            await sftp.makedirs(parent or "/", exist_ok=True)
+            tmp = f"{parent}/.{base}.tmp"
+            async with sftp.open(tmp, "wb") as out:
+                await out.write(data)
+                await out.fsync()
+            await sftp.chmod(tmp, mode)
+            await sftp.posix_rename(tmp, path)
+
+        self._run(go(), timeout)
+
     def lost(self, name: str, doing: str, why: str) -> ProviderError:
         """Node `name` stopped answering while `doing`: the node, the step, what this run
         left half-done, and the fix."""
