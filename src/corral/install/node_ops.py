@@ -368,6 +368,33 @@ def op_stop(args: Args) -> Result:
     return {"killed": killed, "left": _node_pids(root)}
 
 
+def _children(pid: int) -> list[int]:
+    found = []
+    for child in _pids():
+        fields = _read(f"/proc/{child}/stat").rpartition(")")[2].split()
+        if len(fields) > 1 and fields[1] == str(pid) and _alive(child):
+            found.append(child)
+    return found
+
+
+def op_hang_up(args: Args) -> Result:
+    """SIGHUP to process `pid` of the node; its children before the signal."""
+    pid = int(args["pid"])
+    if not _alive(pid) or not _ours(pid, args["root"]):
+        return {"children": []}
+    children = _children(pid)
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except ProcessLookupError:
+        return {"children": []}
+    return {"children": children}
+
+
+def op_still_running(args: Args) -> Result:
+    """Those of `pids` that still run."""
+    return {"pids": [int(p) for p in args["pids"] if _alive(int(p))]}
+
+
 def op_processes(args: Args) -> Result:
     """The node's live processes."""
     return {"pids": _node_pids(args["root"])}
@@ -401,6 +428,7 @@ def op_delete(args: Args) -> Result:
 OPERATIONS: dict[str, Callable[[Args], Result]] = {
     "facts": op_facts, "install": op_install, "running": op_running, "start": op_start,
     "reload": op_reload, "stop": op_stop, "processes": op_processes, "delete": op_delete,
+    "hang_up": op_hang_up, "still_running": op_still_running,
 }
 
 

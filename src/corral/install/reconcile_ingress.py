@@ -9,28 +9,24 @@ previous ones finish what they have); once the server is healthy the file is put
 way. The file's content is the service's own (the digest `corral up` records) whenever no
 server is out.
 
-The ingresses are signalled on this machine, so this is done for the local provider; on SSH
-nodes the servers are taken out of the external load balancer only.
+The provider signals each ingress where it runs (on this machine, or on an SSH node by the
+node's operations) and reports the previous workers, which the caller waits for.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
 from collections.abc import Collection
-
-import psutil
 
 from corral.config.ingress_load import ingress_yaml
 from corral.install.desired import NodeSpec
 from corral.install.ingress_file import ingress_config_for
 from corral.install.prepare import Prepared
-from corral.install.providers.base import FileSpec
+from corral.install.providers.base import FileSpec, NodePaths
 from corral.install.services import INGRESS_FILE, server_endpoint
 
-SIGNALLED_PROVIDERS = ("local",)
+#: Processes that now drain, per node: what to wait for after a reload.
+Draining = list[tuple[NodePaths, list[int]]]
 
 
 def ingress_text(prepared: Prepared, node: NodeSpec, servers_out: Collection[str]) -> bytes:
@@ -53,12 +49,10 @@ def _running_pid(prepared: Prepared, node: str) -> int:
 
 
 def sync_ingresses(prepared: Prepared, servers_out: Collection[str],
-                   skip: Collection[str] = ()) -> list[int]:
+                   skip: Collection[str] = ()) -> Draining:
     """Rewrite each running ingress's file for `servers_out` (but on nodes in `skip`) and
-    make it re-read it; returns the pids of the workers that now drain (to wait for)."""
-    if prepared.provider.name not in SIGNALLED_PROVIDERS:
-        return []
-    draining: list[int] = []
+    make it re-read it; returns, per node, the workers that now drain (to wait for)."""
+    draining: Draining = []
     for node in prepared.desired.nodes_with("worker"):
         pid = _running_pid(prepared, node.name) if node.name not in skip else 0
         if not pid:
@@ -67,9 +61,6 @@ def sync_ingresses(prepared: Prepared, servers_out: Collection[str],
         text = ingress_text(prepared, node, servers_out)
         if prepared.provider.read_file(paths, paths.file(INGRESS_FILE)) == text:
             continue
-        with contextlib.suppress(psutil.Error):
-            draining += [c.pid for c in psutil.Process(pid).children()]
         prepared.provider.write_files(paths, {INGRESS_FILE: FileSpec(text, 0o644)})
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGHUP)
+        draining.append((paths, prepared.provider.hang_up(paths, pid)))
     return draining

@@ -36,7 +36,7 @@ from corral.install.prepare import Prepared, lb_certificate, lb_listeners, probe
 from corral.install.probes import check
 from corral.install.progress import Progress
 from corral.install.providers.base import FileSpec, NodePaths
-from corral.install.reconcile_ingress import sync_ingresses
+from corral.install.reconcile_ingress import Draining, sync_ingresses
 from corral.install.services import (
     CA_FILE,
     CLIENT_CERT,
@@ -282,10 +282,16 @@ class Rolling:
                                f"see {self.paths(LB_NODE).log('lb')}") from None
         return old
 
-    def _drained(self, pids: Sequence[int]) -> float:
-        """Wait until the workers `pids` have exited (at most DRAIN_TIMEOUT_S); seconds."""
+    def _drained(self, draining: Draining) -> float:
+        """Wait until the workers of `draining` (per node) have exited, at most
+        DRAIN_TIMEOUT_S; seconds."""
         started = time.monotonic()
-        while any(_alive(p) for p in pids):
+        left = [(paths, pids) for paths, pids in draining if pids]
+        while left:
+            left = [(paths, alive) for paths, pids in left
+                    if (alive := self.prep.provider.still_running(paths, pids))]
+            if not left:
+                break
             if time.monotonic() - started > DRAIN_TIMEOUT_S:
                 self.progress.warn(f"previous workers still drain after {DRAIN_TIMEOUT_S:g}s "
                                    "(long requests or WebSockets); going on", self.phase)
@@ -295,16 +301,16 @@ class Rolling:
 
     def reload(self, why: str) -> None:
         """`corral lb reload` of the supervised lb; wait until its previous workers are gone."""
-        took = self._drained(self._signal_lb())
+        took = self._drained([(self.paths(LB_NODE), self._signal_lb())])
         self.progress.info(f"Reloaded corral lb ({why}; {took:.1f}s to drain the previous "
                            "workers)", "lb")
 
     def _sync(self, skip: Sequence[str] = ()) -> float:
         """The lb's file and every ingress's file as the drained nodes ask, the running ones
         reloaded at once; waits until their previous workers are gone. Seconds it took."""
-        draining: list[int] = []
+        draining: Draining = []
         if self._write_lb() and self.lb_running():
-            draining += self._signal_lb()
+            draining.append((self.paths(LB_NODE), self._signal_lb()))
         draining += sync_ingresses(self.prep, self._servers_out, skip)
         return self._drained(draining)
 
@@ -316,8 +322,8 @@ class Rolling:
 
     def drain(self, node: str, skip_ingress: Sequence[str] = (), server: bool = True) -> None:
         """Take `node` out of the external load balancer (its endpoint out of `<stem>.lb.yml`,
-        `corral lb` reloaded) and, on this machine's nodes, its server out of every ingress
-        (`ingress.yml` rewritten, SIGHUP; but on nodes in `skip_ingress`); wait until the
+        `corral lb` reloaded) and its server out of every node's ingress (`ingress.yml`
+        rewritten, SIGHUP; but on nodes in `skip_ingress`); wait until the
         previous workers are gone (at most DRAIN_TIMEOUT_S). `server=False` leaves the node's
         server in the ingresses (it does not restart). The last endpoint or server is never
         taken out."""
@@ -398,10 +404,3 @@ class Rolling:
         for index, node in enumerate(nodes):
             after = nodes[index + 1] if index + 1 < len(nodes) else ""
             self.run(node, specs(node), step, why, then=after)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False

@@ -70,6 +70,10 @@ def test_a_fourth_host_joins_and_the_third_leaves_without_a_failed_request(
     assert out.index(f"+{cluster.address(4)}:80") < out.index(
         "Removing etcd member etcd-node-3") < out.index("Stopping and deleting node [node-3]")
     assert rolled_nodes(out) == ["node-1", "node-2"]
+    # while node-1's and node-2's servers restarted, node-4's ingress (never restarted in
+    # this run) re-read its file without them, and then with them: two reloads at least
+    ingress_log = cluster.host("node-4").run("cat /var/log/corral/ingress.log").stdout
+    assert ingress_log.count("previous workers are draining") >= 2, ingress_log[-2000:]
     assert members(cluster) == {"etcd-node-1", "etcd-node-2", "etcd-node-4"}
     wait_until(lambda: set(cluster.node_status()) == {"node-1", "node-2", "node-4"},
                timeout=30, interval=0.5, what="kubectl get nodes to show node-4, not node-3")

@@ -11,12 +11,17 @@ copy of the files its own probes need (`local_path`); the defaults are those of 
 from __future__ import annotations
 
 import abc
+import contextlib
+import os
+import signal
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import psutil
 
 from corral.install.desired import DesiredCluster, NodeSpec
 
@@ -231,6 +236,26 @@ class Provider(abc.ABC):
     def node_time(self, paths: NodePaths) -> float:
         """The node's clock now (its supervisor stamps its status file with it)."""
         return time.time()
+
+    def hang_up(self, paths: NodePaths, pid: int) -> list[int]:
+        """SIGHUP to process `pid` of the node (a service that re-reads its file on it);
+        returns the pids of its children before the signal (a corral lb or ingress: the
+        previous workers, which now drain). Nothing happens when `pid` no longer runs."""
+        try:
+            children = [c.pid for c in psutil.Process(pid).children()]
+            os.kill(pid, signal.SIGHUP)
+        except (psutil.Error, ProcessLookupError):
+            return []
+        return children
+
+    def still_running(self, paths: NodePaths, pids: Sequence[int]) -> list[int]:
+        """Those of `pids` that still run on the node (a zombie has ended)."""
+        alive: list[int] = []
+        for pid in pids:
+            with contextlib.suppress(psutil.Error):
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    alive.append(pid)
+        return alive
 
     def corral_command(self) -> tuple[str, ...]:
         """The command that runs `corral` on the nodes."""

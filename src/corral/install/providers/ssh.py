@@ -20,7 +20,7 @@ import json
 import shlex
 import threading
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -435,6 +435,20 @@ class SshProvider(Provider):
         if not paths.node:
             return self.local.node_processes(paths)
         return [int(p) for p in self._node_op(paths, "processes")["pids"]]
+
+    def hang_up(self, paths: NodePaths, pid: int) -> list[int]:
+        """SIGHUP to process `pid` on the node, by the node's operations; its children."""
+        if not paths.node:
+            return self.local.hang_up(paths, pid)
+        return [int(p) for p in self._node_op(paths, "hang_up", pid=pid)["children"]]
+
+    def still_running(self, paths: NodePaths, pids: Sequence[int]) -> list[int]:
+        """Those of `pids` that still run on the node."""
+        if not paths.node:
+            return self.local.still_running(paths, pids)
+        if not pids:
+            return []
+        return [int(p) for p in self._node_op(paths, "still_running", pids=list(pids))["pids"]]
 
     def close(self) -> None:
         """Close every connection and stop the loop."""
