@@ -1,6 +1,7 @@
 """etcd snapshots of a cluster built by `corral up` (RKE's `rke etcd snapshot-save` /
 `snapshot-restore`): save, restore after more writes, the errors that stop a restore, the
-recurring snapshots of `services.etcd` (`backup: true`), and save and restore over SSH."""
+recurring snapshots of `services.etcd` (`backup: true`). Save and restore over SSH are tested
+on the SSH hosts of tests/e2e/up_ssh/test_up_ssh_cluster.py."""
 
 from __future__ import annotations
 
@@ -85,42 +86,6 @@ def service_pids(cluster: Cluster) -> dict[str, int | None]:
         for name, entry in status["services"].items():
             pids[f"{node}/{name}"] = entry["pid"]
     return pids
-
-
-# first: it builds its own cluster over SSH before the module's local one exists
-@pytest.mark.slow
-def test_snapshots_over_ssh_are_in_opt_corral_and_restore_the_cluster(tmp_path: Path) -> None:
-    """With `provider: ssh` the snapshot is in /opt/corral/etcd-snapshots on every host
-    (`sha256sum -c` passes there), and a restore after more writes brings back the snapshot's
-    data; the cluster serves through the lb afterwards."""
-    from corral.install.bundle import BUNDLE_ENV, build_bundle
-    from tests.e2e.up_ssh.harness import new_ssh_cluster
-    from tests.support.ssh_hosts import make_key, ssh_hosts, sshd_available
-
-    if not sshd_available() or not etcd_available() or shutil.which("kubectl") is None:
-        pytest.skip("needs root, sshd, unshare, etcd and kubectl (scripts/setup installs them)")
-    env = {BUNDLE_ENV: str(build_bundle().directory)}
-    key = make_key(tmp_path / "keys" / "id_ed25519")
-    with ssh_hosts(tmp_path / "hosts", 3, [key]) as hosts:
-        built = new_ssh_cluster(tmp_path, hosts, key, env)
-        up_or_fail(built)
-        try:
-            earlier, later = f"before-{uuid.uuid4().hex[:8]}", f"after-{uuid.uuid4().hex[:8]}"
-            new_token(built, earlier)
-            saved = built.run("etcd", "snapshot-save", "--name", "over-ssh", timeout=300)
-            assert saved.returncode == 0, saved.stdout + saved.stderr
-            for host in hosts:
-                check = host.run("cd /opt/corral/etcd-snapshots && sha256sum -c over-ssh.sha256")
-                assert check.returncode == 0 and "over-ssh: OK" in check.stdout, check.stderr
-            new_token(built, later)
-            restored = built.run("etcd", "snapshot-restore", "--name", "over-ssh", timeout=300)
-            assert restored.returncode == 0, restored.stdout + restored.stderr
-            descriptions = token_descriptions(built)
-            assert earlier in descriptions and later not in descriptions
-            for host in hosts:
-                assert host.run("test -d /var/lib/corral/etcd.before-restore").returncode == 0
-        finally:
-            built.remove()
 
 
 def test_restore_errors_name_the_snapshot_the_node_and_the_fix(cluster: Cluster) -> None:

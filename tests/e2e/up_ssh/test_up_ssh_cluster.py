@@ -12,6 +12,7 @@ import uuid
 from typing import Any, cast
 
 from tests.e2e.up.test_up_cluster import ROLES, login, wss
+from tests.e2e.up.test_up_snapshots import new_token, token_descriptions
 from tests.e2e.up_ssh.harness import SshCluster, installed_nothing
 
 NODES = ("node-1", "node-2", "node-3")
@@ -173,6 +174,28 @@ def test_a_node_that_lost_every_process_is_started_again(ssh_cluster: SshCluster
     assert "on node [node-1]" not in done.stdout
     assert {k: v for k, v in service_pids(ssh_cluster).items()
             if not k.startswith("node-2")} == others
+
+
+def test_snapshots_are_in_opt_corral_on_every_host_and_restore_the_cluster(
+    ssh_cluster: SshCluster,
+) -> None:
+    """`corral etcd snapshot-save` puts the snapshot in /opt/corral/etcd-snapshots on every
+    host (`sha256sum -c` passes there), and a restore after more writes brings back the
+    snapshot's data (the previous data kept beside it); the cluster serves afterwards."""
+    earlier, later = f"before-{uuid.uuid4().hex[:8]}", f"after-{uuid.uuid4().hex[:8]}"
+    new_token(ssh_cluster, earlier)
+    saved = ssh_cluster.run("etcd", "snapshot-save", "--name", "over-ssh", timeout=300)
+    assert saved.returncode == 0, saved.stdout + saved.stderr
+    for host in ssh_cluster.hosts:
+        check = host.run("cd /opt/corral/etcd-snapshots && sha256sum -c over-ssh.sha256")
+        assert check.returncode == 0 and "over-ssh: OK" in check.stdout, check.stderr
+    new_token(ssh_cluster, later)
+    restored = ssh_cluster.run("etcd", "snapshot-restore", "--name", "over-ssh", timeout=300)
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    descriptions = token_descriptions(ssh_cluster)
+    assert earlier in descriptions and later not in descriptions
+    for host in ssh_cluster.hosts:
+        assert host.run("test -d /var/lib/corral/etcd.before-restore").returncode == 0
 
 
 def test_remove_stops_everything_and_empties_every_host(ssh_cluster: SshCluster) -> None:
