@@ -8,6 +8,11 @@ then the lb is stopped and the profile printed: per function the share of sample
 (self: the innermost frame) and under it (total), and the busiest lines. Time in C (a TLS
 write, a `send`) counts for the Python line that called it. Not part of `bench/lb_vs_nginx`.
 
+The lb runs its pure-Python hot path (CORRAL_PURE_PYTHON=1): a mypyc-compiled function has no
+Python frame to sample, and Python runs a signal handler only between bytecodes, so with the
+compiled modules each sample would land on the next interpreted function instead. `perf
+record -p <worker pid>` sees the compiled build's C functions.
+
     python -m bench.lb_profile --duration 10 [--h2] [--top 40]
 """
 
@@ -39,6 +44,7 @@ from bench.targets import (
     start_backend,
 )
 from bench.wrk import DONE_SCRIPT, parse_wrk_output, wrk_argv
+from corral._native import PURE_ENV
 
 SAMPLE_INTERVAL_S = 0.001  # of the worker's CPU time
 PROXY_CPU, LOAD_CPU = 0, 1
@@ -150,7 +156,8 @@ def run(duration: int, h2: bool, top: int) -> list[str]:
         config.write_text(corral_lb_yaml(ports, backend_port, certs))
         out = work / "profile.json"
         argv = [sys.executable, "-m", "bench.lb_profile", "--serve", str(out), str(config)]
-        lb = Service("corral lb (sampled)", argv, work / "lb" / "output.log", PROXY_CPU)
+        env = {**os.environ, PURE_ENV: "1"}  # see the module's docstring
+        lb = Service("corral lb (sampled)", argv, work / "lb" / "output.log", PROXY_CPU, env=env)
         stack.callback(lb.stop)
         lb.wait_listening([ports.https])
         url = f"https://127.0.0.1:{ports.https}/"
@@ -175,7 +182,8 @@ def run(duration: int, h2: bool, top: int) -> list[str]:
         lb.stop()
         if not out.exists():
             return [*summary, "the worker wrote no profile; its output:", lb.output_tail()]
-        return [*summary, *report(json.loads(out.read_text()), top)]
+        note = "profiled: the pure-Python hot path (CORRAL_PURE_PYTHON=1)"
+        return [*summary, note, *report(json.loads(out.read_text()), top)]
 
 
 def main() -> None:

@@ -32,6 +32,7 @@ from bench.placement import DEFAULT_PLACEMENT, PLACEMENTS, Placement, choose_pla
 from bench.processes import BenchError, run_main
 from bench.report import (
     TargetFigures,
+    compiled_line,
     cpu_ratio_line,
     format_runs,
     format_table,
@@ -52,6 +53,7 @@ from bench.targets import (
 from bench.two_workers import measure_two_workers, two_worker_report
 from bench.wrk import DONE_SCRIPT, run_wrk
 from bench.ws_idle import fd_hard_limit, measure_websockets, websocket_capacity, websocket_report
+from corral import _native as native
 
 FULL = {"duration": 10, "runs": 3, "warmup": 5, "idle_connections": 2000, "websockets": 10000}
 QUICK = {"duration": 1, "runs": 1, "warmup": 1, "idle_connections": 200, "websockets": 200}
@@ -71,6 +73,7 @@ class Options:
     placement: str
     curve: tuple[int, ...] = DEFAULT_CURVE
     websockets: int = 0
+    with_pure_python: bool = False
 
 
 def parse_args(argv: list[str] | None) -> Options:
@@ -111,6 +114,12 @@ def parse_args(argv: list[str] | None) -> Options:
         help="CPU pinning (see docs/bench.md; default %(default)s)",
     )
     parser.add_argument(
+        "--with-pure-python",
+        action="store_true",
+        help="also measure corral-lb-pure: corral lb with CORRAL_PURE_PYTHON=1 (its hot path "
+        "not compiled), interleaved with the others",
+    )
+    parser.add_argument(
         "--no-setup", action="store_true", help="skip scripts/setup (handled by the wrapper)"
     )
     args = parser.parse_args(argv)
@@ -135,6 +144,7 @@ def parse_args(argv: list[str] | None) -> Options:
         placement=args.placement,
         curve=curve,
         websockets=args.websockets if args.websockets is not None else base["websockets"],
+        with_pure_python=args.with_pure_python,
     )
     for name in ("duration", "runs", "connections"):
         if getattr(options, name) < 1:
@@ -164,6 +174,7 @@ def _header(options: Options, placement: Placement) -> list[str]:
         f"'ok'; {options.runs} x {options.duration} s runs per target (median) after a "
         f"{options.warmup} s warm-up; {options.idle_connections} idle TLS connections per proxy",
         f"machine: {os.cpu_count()} CPUs, {placement.describe()}; load average at start {load}",
+        f"corral lb: {native.check().describe()}",
         "versions: "
         + ", ".join(
             [
@@ -229,22 +240,32 @@ PROXIES = (
     ("haproxy", "HAProxy, the equivalent config (1 thread, http-reuse always)"),
     ("corral-lb", "corral lb, the equivalent config (upstream keep-alive by default)"),
 )
+PURE = "corral-lb-pure"
+PURE_PROXY = (PURE, "corral lb, the same with CORRAL_PURE_PYTHON=1 (hot path not compiled)")
 
 
 def _start_targets(
-    stack: contextlib.ExitStack, work: Path, certs: CertFiles, placement: Placement
+    stack: contextlib.ExitStack,
+    work: Path,
+    certs: CertFiles,
+    placement: Placement,
+    *,
+    with_pure_python: bool = False,
 ) -> list[Target]:
-    """Backend, then the three proxies in front of it; each is stopped when `stack` closes."""
+    """Backend, then the proxies in front of it; each is stopped when `stack` closes."""
     port = PortPicker()
     backend_port = port()
     backend = start_backend(work, backend_port, placement.backend)
     stack.callback(backend.stop)
     backend.wait_listening([backend_port])
     targets: list[Target] = []
-    for name, description in PROXIES:
+    for name, description in [*PROXIES, *([PURE_PROXY] if with_pure_python else [])]:
         ports = ProxyPorts(https=port(), http=port())
-        if name == "corral-lb":
-            service = start_corral_lb(work, ports, backend_port, certs, placement.proxy)
+        if name.startswith("corral-lb"):
+            service = start_corral_lb(
+                work, ports, backend_port, certs, placement.proxy, name=name,
+                pure_python=name == PURE,
+            )
         elif name == "haproxy":
             service = start_haproxy(work, ports, backend_port, certs, placement.proxy)
         else:
@@ -276,6 +297,7 @@ def _report(figures: list[TargetFigures]) -> list[str]:
         f"load average at end {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
         "other work on this machine makes the figures noisy.",
         *peer_lines(corral, [by_name["haproxy"], tuned]),
+        *([compiled_line(corral, by_name[PURE])] if PURE in by_name else []),
         cpu_ratio_line(corral, tuned),
         ratio_line(corral, tuned),
     ]
@@ -299,7 +321,9 @@ def run(options: Options) -> list[str]:
         context = client_context(certs)
         script = work / "done.lua"
         script.write_text(DONE_SCRIPT)
-        targets = _start_targets(stack, work, certs, placement)  # stopped before tmp goes
+        targets = _start_targets(  # stopped before tmp goes
+            stack, work, certs, placement, with_pure_python=options.with_pure_python
+        )
         for target in targets:
             target.figures.tls = probe(target, context)
             target.worker_pid = target.service.worker_pid()

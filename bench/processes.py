@@ -118,6 +118,7 @@ class Service:
         cpu: int | None,
         *,
         forks_worker: bool | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.name = name
         self.forks_worker = forks_worker  # None: find out (a single child, else itself)
@@ -132,6 +133,7 @@ class Service:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                env=env,
             )
         except BaseException:
             self._log.close()

@@ -116,3 +116,14 @@ def peer_lines(corral: TargetFigures, peers: list[TargetFigures]) -> list[str]:
             f"{_ratio(_value(corral.kib_per_connection), _value(peer.kib_per_connection))}"
         )
     return lines
+
+
+def compiled_line(compiled: TargetFigures, pure: TargetFigures) -> str:
+    """corral lb as it runs (compiled hot path) against itself in pure Python, same run:
+    throughput and CPU per request as compiled / pure, and the runs' CPU ratios in order."""
+    pairs = zip(compiled.cpu_us_per_request, pure.cpu_us_per_request, strict=False)
+    per_run = ", ".join(_ratio(c, p) for c, p in pairs)
+    return (
+        f"corral compiled/pure: throughput {_ratio(compiled.requests_per_s, pure.requests_per_s)}"
+        f", cpu us/req {_ratio(compiled.cpu_us, pure.cpu_us)} (runs: {per_run})"
+    )

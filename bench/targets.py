@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import os
 import socket
 import ssl
 import sys
@@ -24,6 +25,7 @@ from bench.configs import (
 )
 from bench.processes import BenchError, Service
 from bench.report import TargetFigures
+from corral._native import PURE_ENV
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -125,8 +127,10 @@ def start_corral_lb(
     *,
     name: str = "corral-lb",
     worker_connections: int = WORKER_CONNECTIONS,
+    pure_python: bool = False,
 ) -> Service:
-    """`corral lb --config` with the equivalent of Rancher's example NGINX configuration."""
+    """`corral lb --config` with the equivalent of Rancher's example NGINX configuration
+    (`pure_python`: with CORRAL_PURE_PYTHON=1, the hot path not compiled)."""
     directory = work / (name + (f"-{workers}w" if workers > 1 else ""))
     directory.mkdir(parents=True)
     config = directory / "lb.yml"
@@ -136,7 +140,8 @@ def start_corral_lb(
         )
     )
     argv = [sys.executable, "-m", "corral.cli.main", "lb", "--config", str(config)]
-    return Service("corral lb", argv, directory / "output.log", cpu)
+    env = {**os.environ, PURE_ENV: "1"} if pure_python else None
+    return Service("corral lb", argv, directory / "output.log", cpu, env=env)
 
 
 def start_haproxy(

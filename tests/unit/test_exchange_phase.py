@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from corral.proxy import exchange_phase
 from corral.proxy.exchange import Exchange
 from corral.proxy.exchange_phase import FINAL, NEXT, IllegalTransition, Phase, check
 from tests.unit.proxy_harness import Harness, harness_fixture, response
@@ -32,13 +33,12 @@ class Paths:
 def paths(monkeypatch: pytest.MonkeyPatch) -> Paths:
     """Every exchange's phases, recorded as the exchanges move."""
     recorded = Paths()
-    real = Exchange._enter
 
-    def enter(self: Exchange, phase: Phase) -> None:
-        recorded.by_exchange.setdefault(self, [self.phase]).append(phase)
-        real(self, phase)
+    def enter(exchange: object, phase: Phase) -> None:
+        assert isinstance(exchange, Exchange)
+        recorded.by_exchange.setdefault(exchange, [exchange.phase]).append(phase)
 
-    monkeypatch.setattr(Exchange, "_enter", enter)
+    monkeypatch.setattr(exchange_phase, "observer", enter)
     return recorded
 
 

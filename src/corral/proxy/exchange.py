@@ -13,7 +13,7 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
-from corral.proxy import forwarding
+from corral.proxy import exchange_phase, forwarding
 from corral.proxy.constants import HOLD_LIMIT_BYTES, LAST_CHUNK, REPLAY_LIMIT_BYTES
 from corral.proxy.errors import BAD_GATEWAY, GATEWAY_TIMEOUT, SERVICE_UNAVAILABLE, ProxyStatus
 from corral.proxy.exchange_phase import FINAL, Phase, check
@@ -126,6 +126,9 @@ class Exchange:
         return self.phase >= Phase.DONE
 
     def _enter(self, phase: Phase) -> None:
+        observer = exchange_phase.observer
+        if observer is not None:
+            observer(self, phase)
         self.phase = check(self.phase, phase)
 
     # -- request direction ---------------------------------------------------------------------

@@ -29,6 +29,7 @@ client connection does afterwards (`keep_alive`, `close_after`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import IntEnum
 
 
@@ -66,8 +67,14 @@ NEXT: dict[Phase, frozenset[Phase]] = {
 }
 
 
-class IllegalTransition(RuntimeError):
+class IllegalTransition(Exception):  # not RuntimeError: mypyc compiles this module
     """An exchange was asked to move where the table does not allow (a bug in the proxy)."""
+
+
+# Called with (exchange, the phase it moves to) before every move when set: the tests record
+# the paths exchanges take with it (patching a method does not reach compiled code). None in
+# the proxy itself.
+observer: Callable[[object, Phase], None] | None = None
 
 
 def check(current: Phase, following: Phase) -> Phase:

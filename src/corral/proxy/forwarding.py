@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
+from typing import Final
 
 Headers = Sequence[tuple[bytes, bytes]]
 
 # Headers that describe one connection, not the message (RFC 9110 §7.6.1), lower-case.
-HOP_BY_HOP = frozenset(
+HOP_BY_HOP: Final[frozenset[bytes]] = frozenset(
     {
         b"connection",
         b"keep-alive",
@@ -32,18 +33,20 @@ HOP_BY_HOP = frozenset(
     }
 )
 # Request headers the proxy sets itself (whatever the client sent is replaced).
-_REPLACED_ON_REQUEST = frozenset({b"x-forwarded-proto", b"x-forwarded-port", b"host"})
+_REPLACED_ON_REQUEST: Final = frozenset({b"x-forwarded-proto", b"x-forwarded-port", b"host"})
 
 # Connection tokens that name no end-to-end header.
-_CONNECTION_OPTIONS = HOP_BY_HOP | {b"close"}
+_CONNECTION_OPTIONS: Final = HOP_BY_HOP | {b"close"}
 # Whole Connection values that name nothing to remove (the usual ones): no token list is built.
-_PLAIN_CONNECTION_VALUES = frozenset({b"keep-alive", b"close", b"upgrade"})
+_PLAIN_CONNECTION_VALUES: Final = frozenset({b"keep-alive", b"close", b"upgrade"})
 
-IDEMPOTENT_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
+IDEMPOTENT_METHODS: Final[frozenset[bytes]] = frozenset(
+    {b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"}
+)
 
 
 # Lengths of every header name the policy looks at: other names skip the lower-casing.
-_WATCHED_LENGTHS = frozenset(
+_WATCHED_LENGTHS: Final = frozenset(
     len(n)
     for n in (
         *HOP_BY_HOP,
@@ -206,12 +209,12 @@ def _finish_upstream_head(
 
 
 # Response framing decided from the upstream's head.
-FRAMING_NONE = 0  # no body (HEAD, 204, 304, 1xx)
-FRAMING_LENGTH = 1  # Content-Length passed through
-FRAMING_CHUNKED = 2  # re-chunked to the client
-FRAMING_CLOSE = 3  # body runs to the connection's end (HTTP/1.0 client, or no framing possible)
+FRAMING_NONE: Final = 0  # no body (HEAD, 204, 304, 1xx)
+FRAMING_LENGTH: Final = 1  # Content-Length passed through
+FRAMING_CHUNKED: Final = 2  # re-chunked to the client
+FRAMING_CLOSE: Final = 3  # body runs to the connection's end (HTTP/1.0 client, or no framing)
 
-_STATUS_LINES: dict[tuple[int, bytes], bytes] = {}
+_STATUS_LINES: Final[dict[tuple[int, bytes], bytes]] = {}
 
 
 def _status_line(status: int, reason: bytes) -> bytes:
@@ -347,7 +350,7 @@ def error_response(status: int, reason: str, body: str, *, close: bool) -> bytes
     return local_response(status, reason.encode(), headers, body.encode() + b"\n", close=close)
 
 
-_REDIRECT_REASONS = {
+_REDIRECT_REASONS: Final = {
     301: b"Moved Permanently",
     302: b"Found",
     307: b"Temporary Redirect",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Final, cast
 
 import httptools
 
@@ -34,10 +34,10 @@ if TYPE_CHECKING:
     from corral.proxy.upstream_conn import UpstreamConnection
 
 # Why reading from the client is paused (a bit mask: reading resumes when all are clear).
-_PAUSE_BACKPRESSURE = 1  # the upstream cannot take more
-_PAUSE_QUEUE = 2  # a pipelined request waits for the one before it
-_PAUSE_EXCHANGE = 4  # body bytes wait for an upstream connection
-_PAUSE_UPGRADE = 8  # waiting for the upstream's answer to an Upgrade
+_PAUSE_BACKPRESSURE: Final = 1  # the upstream cannot take more
+_PAUSE_QUEUE: Final = 2  # a pipelined request waits for the one before it
+_PAUSE_EXCHANGE: Final = 4  # body bytes wait for an upstream connection
+_PAUSE_UPGRADE: Final = 8  # waiting for the upstream's answer to an Upgrade
 
 
 class ClientConnection(Http1Writer, asyncio.Protocol):
@@ -55,6 +55,7 @@ class ClientConnection(Http1Writer, asyncio.Protocol):
         "held",
         "input_ended",
         "last_active",
+        "max_header_size",
         "parse_over",
         "parser",
         "parsing",
@@ -73,6 +74,7 @@ class ClientConnection(Http1Writer, asyncio.Protocol):
     def __init__(self, engine: Engine, router: Router) -> None:
         self.engine = engine
         self.router = router
+        self.max_header_size = engine.max_header_size  # read per header: kept here
         self.transport: asyncio.Transport = None  # type: ignore[assignment]  # set on connect
         self.parser: httptools.HttpRequestParser | None = None  # made when the first bytes come
         self.parse_over = False  # no more requests are parsed on this connection
@@ -208,12 +210,12 @@ class ClientConnection(Http1Writer, asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self.url += url
-        if len(self.url) > self.engine.max_header_size:
+        if len(self.url) > self.max_header_size:
             raise RequestRejected(URI_TOO_LONG, "the request target is too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.head_size += len(name) + len(value) + 4
-        if self.head_size + len(self.url) > self.engine.max_header_size:
+        if self.head_size + len(self.url) > self.max_header_size:
             raise RequestRejected(HEADERS_TOO_LARGE, "the request header section is too large")
         self.headers.append((name, value))
 

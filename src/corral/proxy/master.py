@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from corral import _native
 from corral.config.errors import ConfigError
 from corral.config.lb import LbConfig
 from corral.proxy.listener import ListenerSpec, bind, group_listeners
@@ -220,6 +221,7 @@ class Master:
             say(f"metrics on http://{address}:{port}/metrics")
         count = self.config.worker_count
         say(f"{count} worker process{'es' if count > 1 else ''}, master pid {os.getpid()}")
+        say(_native.describe())
 
     def _write_pid_file(self) -> None:
         if self.config.pid_file:

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from corral.config.lb import Server
 
 HeaderList = list[tuple[bytes, bytes]]
-_STS = b"strict-transport-security"
+_STS: Final = b"strict-transport-security"
 
 
 @dataclass(frozen=True, slots=True)

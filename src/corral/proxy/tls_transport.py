@@ -26,21 +26,21 @@ import socket
 import ssl
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
-READ_SIZE = 64 * 1024
-RECORD_PLAINTEXT_BYTES = 16 * 1024  # the most one TLS record carries
-READS_PER_WAKEUP = 4  # then back to the loop (it calls again while the socket has data)
-CLOSE_TIMEOUT_S = 30.0  # a closing connection whose peer reads nothing is dropped after this
-LINGER_S = 5.0  # after our FIN, what the peer still sends is read and dropped this long
-ACCEPTS_PER_WAKEUP = 64
-ACCEPT_PAUSE_S = 1.0  # after EMFILE/ENFILE: stop accepting this long
-DEFAULT_HIGH_WATER_BYTES = 64 * 1024
-_OUT_OF_FILES = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+READ_SIZE: Final = 64 * 1024
+RECORD_PLAINTEXT_BYTES: Final = 16 * 1024  # the most one TLS record carries
+READS_PER_WAKEUP: Final = 4  # then back to the loop (it calls again while the socket has data)
+CLOSE_TIMEOUT_S: Final = 30.0  # a closing connection whose peer reads nothing is dropped after this
+LINGER_S: Final = 5.0  # after our FIN, what the peer still sends is read and dropped this long
+ACCEPTS_PER_WAKEUP: Final = 64
+ACCEPT_PAUSE_S: Final = 1.0  # after EMFILE/ENFILE: stop accepting this long
+DEFAULT_HIGH_WATER_BYTES: Final = 64 * 1024
+_OUT_OF_FILES: Final = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 ProtocolFactory = Callable[[], asyncio.Protocol]
-_READ_BUFFER = bytearray(READ_SIZE)  # one event loop per process: one read at a time
-_READ_VIEW = memoryview(_READ_BUFFER)
+_READ_BUFFER: Final = bytearray(READ_SIZE)  # one event loop per process: one read at a time
+_READ_VIEW: Final = memoryview(_READ_BUFFER)
 
 
 class TlsListener:
