@@ -24,6 +24,7 @@ from corral.proxy.exchange import Exchange
 from corral.proxy.h2_fields import (
     Fields,
     H2Request,
+    fields_size,
     has_field,
     request_problem,
     response_fields,
@@ -210,7 +211,7 @@ class H2Stream(H2StreamOutput):
         policy = self.route.response_headers
         fields = response_fields(status, headers if policy is None else policy.apply(headers))
         no_body = exchange.head_request or status in (204, 304)
-        exchange.bytes_sent += sum(len(n) + len(v) + 4 for n, v in fields)
+        exchange.bytes_sent += fields_size(fields)
         self.conn.send_headers(self.stream_id, fields, end=no_body)
         if no_body:
             self.ended = True
@@ -242,7 +243,8 @@ class H2Stream(H2StreamOutput):
         trailers."""
         if self.ended or self.discard or self.out_end:
             return
-        trailers = trailer_fields(self.response_headers[self.head_count :])
+        headers, count = self.response_headers, self.head_count
+        trailers = trailer_fields(headers[count:]) if len(headers) > count else []
         tail, self.tail = self.tail, None
         if tail is not None:
             if not trailers:

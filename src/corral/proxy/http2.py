@@ -3,8 +3,9 @@
 `ClientConnection` hands its transport over when ALPN chose `h2`. Bytes go through the
 `FrameGuard` (rapid reset, CONTINUATION and PING/SETTINGS floods → GOAWAY ENHANCE_YOUR_CALM)
 and then into the h2 state machine; its events drive one `H2Stream` per request. Exchanges of
-a batch of frames start only after the whole batch was read, so a stream opened and reset in the
-same read never reaches an upstream. Frames leave in one write per batch. On shutdown or reload
+a batch of frames start only after the loop iteration's reads (so a stream opened and reset in
+the same read never reaches an upstream, and responses read in the same iteration hand their
+upstream connections back first). Frames leave in one write per batch. On shutdown or reload
 the connection sends GOAWAY, lets open streams finish and closes.
 """
 
@@ -67,6 +68,7 @@ class Http2Connection(H2FrameWriter, asyncio.Protocol):
         "max_header_list_size",
         "router",
         "server",
+        "starting",
         "streams",
         "transport",
         "trusted",
@@ -113,6 +115,7 @@ class Http2Connection(H2FrameWriter, asyncio.Protocol):
         self.closed = False  # the transport is gone
         self.dead = False  # no more frames are produced (closing or closed)
         self.flush_handle: asyncio.Handle | None = None
+        self.starting: list[H2Stream] = []  # opened streams whose exchanges start next
         self.queued_bytes = 0  # DATA handed to h2 since the last write
 
     def take_over(self, transport: asyncio.BaseTransport) -> None:
@@ -287,7 +290,7 @@ class Http2Connection(H2FrameWriter, asyncio.Protocol):
                     opened.append(stream)
             elif kind is StreamEnded:
                 stream = streams.get(cast(StreamEnded, event).stream_id)
-                if stream is not None:
+                if stream is not None and not stream.remote_ended:  # else: ended with its head
                     stream.remote_end()
             elif kind is StreamReset:
                 stream = streams.get(cast(StreamReset, event).stream_id)
@@ -324,11 +327,31 @@ class Http2Connection(H2FrameWriter, asyncio.Protocol):
             elif kind is ConnectionTerminated:  # the client's GOAWAY: h2 accepts nothing more
                 self._close()
                 return
-        # Started only now: a stream opened and reset within one read costs no upstream work.
-        for stream in opened:
-            exchange = stream.exchange
-            if exchange is not None and not stream.reset:
-                exchange.start()
+        # Started once this loop iteration's reads are done: a stream opened and reset within
+        # them costs no upstream work, and upstream connections that responses of this
+        # iteration hand back to the keep-alive pool serve these requests instead of new ones.
+        if opened:
+            if self.starting:
+                self.starting += opened
+            else:
+                self.starting = opened
+                self.engine.loop.call_soon(self._start_exchanges)
+
+    def _start_exchanges(self) -> None:
+        opened, self.starting = self.starting, []
+        if self.dead:
+            return
+        self.begin_batch()
+        try:
+            for stream in opened:
+                exchange = stream.exchange
+                if exchange is not None and not stream.reset:
+                    exchange.start()
+        except Exception as exc:  # a bug must cost this connection only
+            self.engine.note_error(f"internal error on an HTTP/2 connection: {exc!r}")
+            self.abort()
+        finally:
+            self.end_batch()
 
     def _open_stream(self, event: RequestReceived) -> H2Stream | None:
         stream_id = event.stream_id
