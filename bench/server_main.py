@@ -66,6 +66,7 @@ class Options:
     connections: int
     pin: bool
     interleave: bool
+    server_src: Path | None = None  # run corral server from this tree's src/ instead
 
 
 def parse_args(argv: list[str] | None) -> Options:
@@ -88,6 +89,10 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument("--interleave", action="store_true",
                         help="run both levels' servers at once and alternate their runs, so "
                         "changing load on a shared machine hits both alike")
+    parser.add_argument("--server-src", type=Path, metavar="TREE",
+                        help="run corral server from TREE/src (e.g. unpacked by `git archive "
+                        "HEAD`) instead of this tree, for a before/after comparison; corral lb, "
+                        "wrk and the bench stay this tree's")
     parser.add_argument("--no-setup", action="store_true",
                         help="skip scripts/setup (handled by the wrapper)")
     args = parser.parse_args(argv)
@@ -99,7 +104,11 @@ def parse_args(argv: list[str] | None) -> Options:
         connections=args.connections,
         pin=not args.no_pin,
         interleave=args.interleave,
+        server_src=args.server_src,
     )
+    if options.server_src is not None and not (options.server_src / "src" / "corral").is_dir():
+        parser.error(f"--server-src {options.server_src}: no src/corral there; give the top of "
+                     "a corral source tree")
     for name in ("duration", "runs", "connections"):
         if getattr(options, name) < 1:
             parser.error(f"--{name} must be at least 1, not {getattr(options, name)}")
@@ -145,6 +154,7 @@ def _header(options: Options, cpus: tuple[int | None, int | None]) -> list[str]:
         f"{options.runs} x {options.duration} s runs per endpoint and level (median) after a "
         f"{options.warmup} s warm-up; {order}; GET /v3/settings with Authorization: Bearer <token>",
         f"machine: {os.cpu_count()} CPUs, {placement}; load average at start {_load()}",
+        *([f"corral server from {options.server_src.resolve()}/src"] if options.server_src else []),
         "versions: " + ", ".join([
             _tool_version(["wrk", "--version"]),
             f"corral {importlib.metadata.version('corral')}",
@@ -176,15 +186,24 @@ class Subject:
     settings_requests: int = 0  # every one must leave an audit record at level 3
 
 
+def server_launcher(options: Options) -> list[str] | None:
+    """How to start corral server: this tree's (None), or `--server-src`'s."""
+    if options.server_src is None:
+        return None
+    src = options.server_src.resolve() / "src"
+    return ["env", f"PYTHONPATH={src}", sys.executable, "-m", "corral.cli.main"]
+
+
 def prepare(
     stack: contextlib.ExitStack, work: Path, level: int, certs: CertFiles,
     context: ssl.SSLContext, cpus: tuple[int | None, int | None], plain_script: Path,
+    options: Options,
 ) -> Subject:
     """Start the level's server and lb, log in once, check both endpoints answer."""
     load_before = _load()
     password = new_password()
     _say(f"AUDIT_LEVEL={level}: starting corral server and corral lb")
-    system = start_stack(stack, work, level, certs, password, cpus)
+    system = start_stack(stack, work, level, certs, password, cpus, server_launcher(options))
     token = login(system.base_url, context, password)
     check_endpoints(system.base_url, context, token)
     scripts = {SETTINGS: wrk_script(system.audit_dir.parent, token), HEALTHZ: plain_script}
@@ -264,8 +283,8 @@ def run(options: Options) -> list[str]:
         plain_script.write_text(DONE_SCRIPT)
         for group in groups:
             with contextlib.ExitStack() as stack:  # stops lb, then server (flushing the log)
-                subjects = [prepare(stack, work, level, certs, context, cpus, plain_script)
-                            for level in group]
+                subjects = [prepare(stack, work, level, certs, context, cpus, plain_script,
+                                    options) for level in group]
                 measure(subjects, by_key(cells), options, cpus[1])
                 stats = [audit_stats(s.system.base_url, context) for s in subjects]
                 load_after = _load()

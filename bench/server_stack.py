@@ -33,6 +33,7 @@ SERVER_START_TIMEOUT_S = 60.0
 AUDIT_FILE_NAME = "corral-api-audit.log"
 AUDIT_STATS = re.compile(r"audit-log \w+: level=(\d+)((?: \w+=\d+)*)")
 READ_CHUNK = 1 << 20
+SERVER_LAUNCHER = [sys.executable, "-m", "corral.cli.main"]
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,12 @@ def start_stack(
     certs: CertFiles,
     password: str,
     cpus: tuple[int | None, int | None],
+    launcher: list[str] | None = None,
 ) -> Stack:
-    """Start `corral server` (AUDIT_LEVEL=level) and `corral lb` in front; wait until ready."""
+    """Start `corral server` (AUDIT_LEVEL=level) and `corral lb` in front; wait until ready.
+
+    `launcher` replaces `python -m corral.cli.main` in the server's command line: bench/server
+    --server-src runs another tree's server this way, bench.server_profile a sampled one."""
     server_cpu, lb_cpu = cpus
     directory = work / f"level{level}"
     audit_dir = directory / "audit"
@@ -92,7 +97,7 @@ def start_stack(
     port = PortPicker()
     http_port, https_port = port(), port()
     argv = [
-        sys.executable, "-m", "corral.cli.main", "server", "--bind-address", "127.0.0.1",
+        *(launcher or SERVER_LAUNCHER), "server", "--bind-address", "127.0.0.1",
         "--http-listen-port", str(http_port), "--https-listen-port", str(https_port),
         "--data-dir", str(directory / "data"), "--tls-dir", str(directory / "tls-in"),
     ]

@@ -42,7 +42,9 @@ def bench_tmp(tmp_path: Path) -> Iterator[Path]:
 
 
 @pytest.mark.parametrize(
-    "extra", [[], ["--interleave", "--no-setup"]], ids=["in-turn", "interleaved"]
+    "extra",
+    [[], ["--interleave", "--no-setup"], ["--no-setup", "--server-src", str(REPO_ROOT)]],
+    ids=["in-turn", "interleaved", "server-src"],
 )
 def test_quick_run_prints_both_levels_and_the_ratio(bench_tmp: Path, extra: list[str]) -> None:
     """`bench/server --quick` prints a row per endpoint and level, the overheads, the ratio."""
@@ -70,7 +72,19 @@ def test_quick_run_prints_both_levels_and_the_ratio(bench_tmp: Path, extra: list
     grew = next(m for line in lines if (m := re.match(AUDIT_GREW, line)))
     assert int(grew.group(1).replace(",", "")) > 0
     assert "audit log at level 0: no records" in done.stdout
+    if "--server-src" in extra:
+        assert f"corral server from {REPO_ROOT}/src" in lines, done.stdout
     assert not processes_under(bench_tmp), "a process outlived the benchmark"
+
+
+def test_server_src_without_a_source_tree_is_refused(tmp_path: Path) -> None:
+    """--server-src naming a directory without src/corral exits 2 naming the flag and the fix."""
+    done = subprocess.run(
+        [str(SCRIPT), "--no-setup", "--server-src", str(tmp_path)],
+        capture_output=True, text=True, timeout=60, cwd=REPO_ROOT, check=False,
+    )
+    assert done.returncode == 2
+    assert f"--server-src {tmp_path}: no src/corral there" in done.stderr
 
 
 def test_sigterm_stops_everything_it_started(bench_tmp: Path) -> None:

@@ -17,7 +17,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from corral.server.audit import AuditLog, AuditMiddleware, AuditSettings
+from corral.server.audit import AuditLog, AuditMiddleware, AuditSettings, default_audited
 
 Records = list[dict[str, Any]]
 
@@ -173,6 +173,17 @@ def test_unaudited_paths_are_not_recorded(tmp_path: Path) -> None:
         await client.get("/v3/settings")
 
     assert [r["requestURI"] for r in audited(tmp_path, 3, get)] == ["/v3/settings"]
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [("/v3", True), ("/v3/settings", True), ("/v3-public", True), ("/v3-public/x", True),
+     ("/meta/proxy", True), ("/v3x", False), ("/metadata", False), ("/healthz", False),
+     ("/", False), ("", False)],
+)
+def test_audited_paths_are_the_api_and_below(path: str, expected: bool) -> None:
+    """default_audited: /v3, /v3-public, /meta and paths under them; nothing else."""
+    assert default_audited(path) is expected
 
 
 def test_streamed_body_passes_whole_and_record_is_truncated(tmp_path: Path) -> None:

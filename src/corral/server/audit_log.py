@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from corral.server.audit_record import render_line
+from corral.server.audit_record import LineSource, render_line
 from corral.server.audit_rotate import prune, rotate
 from corral.server.audit_settings import AuditSettings
 
@@ -53,14 +53,16 @@ class AuditLog:
         self._thread = threading.Thread(target=self._run, name="corral-audit-writer", daemon=True)
         self._thread.start()
 
-    def write(self, record: dict[str, Any]) -> None:
-        """Render one record to its JSON line and queue it for the writer thread. Never raises,
-        never waits on the disk; a record that does not fit the backlog is dropped and counted.
+    def write(self, record: dict[str, Any] | LineSource) -> None:
+        """Render one record (a dict, or an object that renders itself: the middleware's) to its
+        JSON line and queue it for the writer thread. Never raises, never waits on the disk; a
+        record that does not fit the backlog is dropped and counted.
 
-        Rendering happens here, on the caller's thread, on purpose: a second thread rendering
-        would hold the GIL while the event loop waits for it after every socket call."""
+        Rendering happens here, on the caller's thread, on purpose: the GIL lets one thread
+        run Python at a time, so a writer thread rendering would save the server no CPU, only
+        add thread switches and hold the event loop up while it renders."""
         try:
-            line = render_line(record)
+            line = render_line(record) if isinstance(record, dict) else record.render_line()
         except Exception as exc:  # a caller's odd value must not reach the request
             self._failed(f"cannot render an audit record: {exc}", 1)
             return
@@ -99,13 +101,13 @@ class AuditLog:
                     self._writer_idle = True
                     self._lock.wait()
                     self._writer_idle = False
-                batch = list(self._backlog)
+                batch, batch_bytes = list(self._backlog), self._backlog_bytes
                 self._backlog.clear()
                 self._backlog_bytes = 0
                 done = self._closing
             if batch:
                 try:
-                    self._write_batch(batch)
+                    self._write_batch(batch, batch_bytes)
                 except Exception as exc:  # keep the writer alive whatever happens
                     self._failed(f"audit writer error: {exc!r}", len(batch))
             if done and not batch:
@@ -122,12 +124,17 @@ class AuditLog:
         with self._lock:
             self._counts[name] += amount
 
-    def _write_batch(self, lines: list[bytes]) -> None:
+    def _write_batch(self, lines: list[bytes], total: int) -> None:
+        """Write `lines` (`total` bytes), rotating before a run of them that does not fit."""
         start = 0
         while start < len(lines):
-            end = self._fitting(lines, start)
+            if start == 0 and total <= self.max_bytes:  # the usual case: one run, all of it
+                end, size = len(lines), total
+            else:
+                end = self._fitting(lines, start)
+                size = sum(len(line) for line in lines[start:end])
             try:
-                self._ensure_room(sum(len(line) for line in lines[start:end]))
+                self._ensure_room(size)
                 self._write_all(b"".join(lines[start:end]))
             except OSError as exc:
                 error = exc.strerror or str(exc)
