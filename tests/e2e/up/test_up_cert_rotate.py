@@ -34,8 +34,9 @@ from tests.support.net import wait_until
 
 NODES = ("node-1", "node-2", "node-3")
 #: One stage rolls every node (drain at the lb, restart, healthy, back): about 40 s a stage on
-#: a quiet 2-core machine, twice that on a busy one; --rotate-ca has three stages.
-ROTATE_TIMEOUT_S = 540.0
+#: a quiet 2-core machine; --rotate-ca has three stages. Some runs take several times as long
+#: (up to ~10 min seen, cause not found yet: see docs/upgrade.md), hence the generous bound.
+ROTATE_TIMEOUT_S = 1200.0
 STEADY_REQUESTS = 20
 PACE_S = 0.02  # between requests: a steady stream that leaves the 2 cores to the cluster
 
@@ -175,7 +176,7 @@ def rotate(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(1300)
 def test_new_certificates_roll_out_without_a_failed_request_or_an_etcd_restart(
     cluster: Cluster,
 ) -> None:
@@ -209,7 +210,7 @@ def test_new_certificates_roll_out_without_a_failed_request_or_an_etcd_restart(
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(600)  # three stages of three nodes each, on a busy 2-core machine
+@pytest.mark.timeout(1300)  # three stages of three nodes each (see ROTATE_TIMEOUT_S)
 def test_a_new_ca_rolls_out_in_three_stages_and_clients_of_the_kubeconfig_keep_working(
     cluster: Cluster,
 ) -> None:
