@@ -38,11 +38,12 @@ from corral.install.reconcile import etcd_client, peer_url
 from corral.install.rolling import Rolling, RollingError
 from corral.install.services import ServiceSpec, server_endpoint
 from corral.install.state import LB_NODE, NodeState, save_state, write_private
-from corral.server.domain.nodes import remove_node
+from corral.server.domain.nodes import node_key, remove_node
 
 PHASE_TIMEOUT_S = 90.0
 READY_TIMEOUT_S = 45.0
 STOP_TIMEOUT_S = 20.0
+FORGET_TIMEOUT_S = 30.0  # removing a leader member costs an election: writes wait for it
 POLL_S = 0.1
 VERB = {"create": "Starting", "change": "Updating", "start": "Restarting"}
 
@@ -279,20 +280,35 @@ class Applier:
             ssh_agent_auth=bool(login.get("agent")))
 
     async def _forget(self, names: list[str]) -> None:
+        """Delete the records of the nodes that left (kubectl get nodes stops showing them),
+        asked again until FORGET_TIMEOUT_S: the etcd member just removed may have been the
+        leader, and writes wait for the next one. A record left behind is said, not hidden."""
         node = self.prep.desired.nodes_with("etcd")[0]
         paths = self.rolling.paths(node.name)
         local = self.prep.provider.local_path
         beat = self.rolling.heartbeat(node, paths)
         beat = replace(beat, cafile=local(paths, beat.cafile), certfile=local(paths, beat.certfile),
                        keyfile=local(paths, beat.keyfile))
-        with contextlib.suppress(Exception):
-            store = await connect_store(beat)
+        left = [name for name in names if name != LB_NODE]
+        deadline = time.monotonic() + FORGET_TIMEOUT_S
+        problem = ""
+        while left:
             try:
-                for name in names:
-                    if name != LB_NODE:
-                        await remove_node(store, name)
-            finally:
-                await store.close()
+                store = await connect_store(beat)
+                try:
+                    while left:
+                        await remove_node(store, left[0])
+                        left.pop(0)
+                finally:
+                    await store.close()
+            except Exception as exc:  # any store failure: asked again until the deadline
+                problem = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+                if time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(1.0)
+        for name in left:
+            self.progress.warn(f"node [{name}]'s record is still in etcd ({problem}); delete it "
+                               f"with `etcdctl del {beat.prefix}{node_key(name)}`", "remove")
 
     def _write_output(self, output: Output) -> bool:
         with contextlib.suppress(OSError):

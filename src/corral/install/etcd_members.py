@@ -6,6 +6,11 @@ A member joins in two steps (etcd's runtime reconfiguration): `member add <name>
 --peer-urls=<url>` first, which gives the `--initial-cluster` the new member must start with
 (`--initial-cluster-state=existing`), then the new member is started. A member leaves with
 `member remove <id>` sent to another member; the removed etcd then stops by itself.
+
+etcd refuses a reconfiguration while the member asked has not been connected to every peer for
+the last five seconds ("unhealthy cluster": a member restarted just before, say) or when too few
+members are started; both pass on their own, so an add or remove asked then is asked again for up
+to RECONFIGURE_RETRY_S.
 """
 
 from __future__ import annotations
@@ -13,16 +18,26 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 ETCDCTL = "/usr/bin/etcdctl"
 COMMAND_TIMEOUT_S = 20.0
 INITIAL_CLUSTER_KEY = "ETCD_INITIAL_CLUSTER="
+RECONFIGURE_RETRY_S = 45.0
+RECONFIGURE_RETRY_INTERVAL_S = 1.0
+# etcd's ErrUnhealthy and ErrNotEnoughStartedMembers: its strict reconfiguration check
+TRANSIENT_REFUSALS = ("unhealthy cluster", "not enough started members")
 
 
 class MemberError(Exception):
     """etcdctl failed: the message says what it was asked and what it answered."""
+
+
+def is_transient_refusal(message: str) -> bool:
+    """Whether etcd refused a reconfiguration for a reason that passes by itself (pure)."""
+    return any(reason in message for reason in TRANSIENT_REFUSALS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +82,20 @@ class EtcdClient:
             raise MemberError(f"etcdctl {' '.join(args)}: {answer[0]}")
         return done.stdout
 
+    def _reconfigure(self, *args: str, endpoints: Sequence[str] | None = None) -> str:
+        """`member add/remove`, asked again while etcd's refusal is one that passes."""
+        deadline = time.monotonic() + RECONFIGURE_RETRY_S
+        while True:
+            try:
+                return self._run(*args, endpoints=endpoints)
+            except MemberError as exc:
+                if not is_transient_refusal(str(exc)):
+                    raise
+                if time.monotonic() > deadline:
+                    raise MemberError(
+                        f"{exc} (still refused after {RECONFIGURE_RETRY_S:.0f} s)") from None
+            time.sleep(RECONFIGURE_RETRY_INTERVAL_S)
+
     def members(self) -> list[Member]:
         """`member list`."""
         data = json.loads(self._run("member", "list", "-w", "json") or "{}")
@@ -82,7 +111,7 @@ class EtcdClient:
         twice: the initial cluster is worked out from the list."""
         current = self.members()
         if not any(peer_url in m.peer_urls for m in current):
-            out = self._run("member", "add", name, f"--peer-urls={peer_url}")
+            out = self._reconfigure("member", "add", name, f"--peer-urls={peer_url}")
             for line in out.splitlines():
                 if line.startswith(INITIAL_CLUSTER_KEY):
                     return line[len(INITIAL_CLUSTER_KEY):].strip().strip('"')
@@ -97,7 +126,7 @@ class EtcdClient:
         if not leaving:
             return False
         others = [u for m in current if m not in leaving for u in m.client_urls]
-        self._run("member", "remove", leaving[0].hex_id, endpoints=others or None)
+        self._reconfigure("member", "remove", leaving[0].hex_id, endpoints=others or None)
         return True
 
 
