@@ -293,8 +293,11 @@ class Rolling:
             if not left:
                 break
             if time.monotonic() - started > DRAIN_TIMEOUT_S:
-                self.progress.warn(f"previous workers still drain after {DRAIN_TIMEOUT_S:g}s "
-                                   "(long requests or WebSockets); going on", self.phase)
+                which = ", ".join(f"node [{paths.node}]'s ingress" if paths.node else
+                                  "corral lb" for paths, _ in left)
+                self.progress.warn(f"previous workers of {which} still drain after "
+                                   f"{DRAIN_TIMEOUT_S:g}s (long requests or WebSockets: their "
+                                   "log says what they hold); going on", self.phase)
                 break
             time.sleep(POLL_S)
         return time.monotonic() - started

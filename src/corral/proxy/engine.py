@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from corral.config.lb import LbConfig
 from corral.proxy.access_log import AccessLog
+from corral.proxy.drain_report import drain_report, next_report_at
 from corral.proxy.forwarding import TrustedProxies
 from corral.proxy.health import HealthChecker
 from corral.proxy.http1 import ClientConnection
@@ -20,7 +21,7 @@ from corral.proxy.http2 import Http2Connection
 from corral.proxy.listener import ListenerSpec, router, tls_context
 from corral.proxy.log_writer import ErrorLog, LogWriter
 from corral.proxy.stats import WorkerStats
-from corral.proxy.tls_transport import TlsListener
+from corral.proxy.tls_transport import HandshakeCount, TlsListener
 from corral.proxy.upstream import UpstreamPool
 
 if TYPE_CHECKING:
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 TLS_HANDSHAKE_TIMEOUT_S = 30.0
 MAX_TICK_S = 1.0
 MIN_TICK_S = 0.05
-DRAIN_SETTLE_S = 3.0  # a draining worker stays at least this long (handshakes in progress)
 
 
 class Engine:
@@ -42,6 +42,7 @@ class Engine:
         self.loop = loop
         self.now = loop.time()
         self.clients: set[ClientConnection | Http2Connection] = set()
+        self.handshakes = HandshakeCount()  # accepted TLS connections not yet in `clients`
         self.max_connections = config.worker_connections
         self.max_header_size = config.max_header_size
         self.client_header_timeout = config.client_header_timeout
@@ -94,6 +95,7 @@ class Engine:
                         factory,
                         handshake_timeout=TLS_HANDSHAKE_TIMEOUT_S,
                         note_error=self.note_error,
+                        handshakes=self.handshakes,
                     )
                 )
             else:
@@ -139,10 +141,13 @@ class Engine:
         self.stop_accepting()
         started = self.loop.time()
         deadline = started + timeout_s
-        # Connections accepted just before the stop may still be in their TLS handshake, and only
-        # join `clients` once it completes: give them a moment before calling the worker idle.
-        settle = started + min(DRAIN_SETTLE_S, timeout_s)
-        while self.loop.time() < deadline and (self.clients or self.loop.time() < settle):
+        report_at = next_report_at(started, started)
+        # connections accepted just before the stop and still in their TLS handshake join
+        # `clients` once it completes: they are waited for too
+        while (now := self.loop.time()) < deadline and (self.clients or self.handshakes.value):
+            if now >= report_at:
+                self.note_error(drain_report(self.clients, self.handshakes.value, now - started))
+                report_at = next_report_at(started, now)
             await asyncio.sleep(0.05)
         await self._close_everything()
 

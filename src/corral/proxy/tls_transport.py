@@ -39,6 +39,16 @@ DEFAULT_HIGH_WATER_BYTES: Final = 64 * 1024
 _OUT_OF_FILES: Final = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 ProtocolFactory = Callable[[], asyncio.Protocol]
+
+
+class HandshakeCount:
+    """How many accepted connections are still in their TLS handshake (they have no protocol
+    yet, so a draining worker would not otherwise know they exist)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
 _READ_BUFFER: Final = bytearray(READ_SIZE)  # one event loop per process: one read at a time
 _READ_VIEW: Final = memoryview(_READ_BUFFER)
 
@@ -55,6 +65,7 @@ class TlsListener:
         *,
         handshake_timeout: float,
         note_error: Callable[[str], None],
+        handshakes: HandshakeCount | None = None,
     ) -> None:
         self._loop = loop
         self._sock = sock
@@ -62,6 +73,7 @@ class TlsListener:
         self._factory = factory
         self._handshake_timeout = handshake_timeout
         self._note_error = note_error
+        self.handshakes = handshakes if handshakes is not None else HandshakeCount()
         self._closed = False
         sock.setblocking(False)
         loop.add_reader(sock.fileno(), self._accept)
@@ -87,7 +99,8 @@ class TlsListener:
             except (OSError, ssl.SSLError):
                 conn.close()
                 continue
-            TlsTransport(self._loop, tls, peer, self._factory, self._handshake_timeout)
+            TlsTransport(self._loop, tls, peer, self._factory, self._handshake_timeout,
+                         self.handshakes)
 
     def _resume_accepting(self) -> None:
         if not self._closed:
@@ -109,6 +122,7 @@ class TlsTransport(asyncio.Transport):
         "_closing",
         "_factory",
         "_fd",
+        "_handshakes",
         "_high",
         "_loop",
         "_lost",
@@ -133,6 +147,7 @@ class TlsTransport(asyncio.Transport):
         peer: Any,
         factory: ProtocolFactory,
         handshake_timeout: float,
+        handshakes: HandshakeCount | None = None,
     ) -> None:
         super().__init__()
         self._loop = loop
@@ -152,6 +167,9 @@ class TlsTransport(asyncio.Transport):
         self._writer = False
         self._closing = False
         self._lost = False
+        self._handshakes = handshakes  # counted in until the handshake ends, either way
+        if handshakes is not None:
+            handshakes.value += 1
         self._timeout: asyncio.TimerHandle | None = loop.call_later(
             handshake_timeout, self._handshake_expired
         )
@@ -194,6 +212,7 @@ class TlsTransport(asyncio.Transport):
         if self._timeout is not None:
             self._timeout.cancel()
             self._timeout = None
+        self._handshake_ended()
         self._set_reader(self._read_ready)
         # `SSLSocket.recv`/`send` wrap the C object's `read`/`write` in three Python calls
         # each; the hot path calls the C object itself (the same errors come out of it).
@@ -202,6 +221,11 @@ class TlsTransport(asyncio.Transport):
         protocol.connection_made(self)
         if not self._closing and self._sock.pending():
             self._loop.call_soon(self._read_ready)
+
+    def _handshake_ended(self) -> None:
+        handshakes, self._handshakes = self._handshakes, None
+        if handshakes is not None:
+            handshakes.value -= 1
 
     def _handshake_expired(self) -> None:
         self._timeout = None
@@ -396,6 +420,7 @@ class TlsTransport(asyncio.Transport):
         if self._lost:
             return
         self._lost = self._closing = True
+        self._handshake_ended()
         if self._timeout is not None:
             self._timeout.cancel()
             self._timeout = None

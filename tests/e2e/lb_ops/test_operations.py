@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
+import ssl
 import subprocess
 import threading
 from pathlib import Path
@@ -138,6 +140,11 @@ def test_three_reloads_under_load_lose_nothing(
         ok_before = stream.ok
         wait_until(lambda: stream.ok > ok_before + 20, timeout=30, what="more answers")
         assert sockets.echo_all("after") == [f"after {i}" for i in range(OPEN_WEBSOCKETS)]
+        # the first generation's workers still hold the WebSockets, and say so
+        wait_until(lambda: "draining for 10s" in lb.output(), timeout=30,
+                   what="a drain report in the lb's log")
+        report = next(line for line in lb.output().splitlines() if "draining for 10s" in line)
+        assert "tunnel(s) such as WebSockets" in report and " 0 tunnel(s)" not in report
     finally:
         stream.stop.set()
         stream.join(timeout=30)
@@ -165,6 +172,63 @@ def test_invalid_config_on_reload_changes_nothing(
     assert {p.pid for p in workers(lb)} == before
     with https_client(certs, lb.port) as client:
         assert client.get("/echo").status_code == 200
+
+
+def _tls_step(sock: socket.socket, tls: ssl.SSLObject, incoming: ssl.MemoryBIO,
+              outgoing: ssl.MemoryBIO) -> bool:
+    """One round of a client handshake over memory BIOs; True once it is complete."""
+    try:
+        tls.do_handshake()
+        done = True
+    except ssl.SSLWantReadError:
+        done = False
+    if pending := outgoing.read():
+        sock.sendall(pending)
+    if not done:
+        data = sock.recv(65536)
+        if not data:
+            raise ConnectionError("the lb closed the connection during the handshake")
+        incoming.write(data)
+    return done
+
+
+def test_a_connection_in_its_tls_handshake_at_a_reload_is_served(
+    certs: Certs, backends: StartBackends, start_lb: StartLb, tmp_path: Path
+) -> None:
+    """A client that got its ServerHello before a reload and finishes its handshake only once
+    the new worker serves is still answered: the previous worker waits for it and exits after."""
+    config = lb_config(certs, backends(1), pid_file=str(tmp_path / "lb.pid"))
+    lb = start_lb(config)
+    wait_until(lambda: len(workers(lb)) == 1, timeout=30, what="the worker")
+    previous = workers(lb)[0]
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = certs.client_context().wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with socket.create_connection(("127.0.0.1", lb.port), timeout=10) as sock:
+        assert not _tls_step(sock, tls, incoming, outgoing)  # ClientHello out, ServerHello in
+        result = reload_cli(lb)
+        assert result.returncode == 0, result.stderr
+        wait_until(lambda: any(p.pid != previous.pid for p in workers(lb)), timeout=30,
+                   what="the new worker")
+        with https_client(certs, lb.port) as client:
+            assert client.get("/echo").status_code == 200
+        assert previous.is_running() and previous.status() != psutil.STATUS_ZOMBIE
+        while not _tls_step(sock, tls, incoming, outgoing):
+            pass
+        tls.write(b"GET /echo HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        sock.sendall(outgoing.read())
+        answer = b""
+        while chunk := sock.recv(65536):
+            incoming.write(chunk)
+            try:
+                while data := tls.read(65536):
+                    answer += data
+            except ssl.SSLWantReadError:
+                continue
+            except ssl.SSLZeroReturnError:
+                break
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    wait_until(lambda: previous.pid not in {p.pid for p in workers(lb)}, timeout=30,
+               what="the previous worker to exit")
 
 
 def test_killed_worker_is_replaced(
