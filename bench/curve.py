@@ -1,7 +1,7 @@
 """Throughput against the number of connections: `wrk -t1 -cN` at each N of the curve (10, 64,
 500, 2000 by default) against every proxy, in the same run as the main table; one run per point
-and proxy, the proxies interleaved at each point. Pure formatting here, plus the one function
-that runs it."""
+and proxy, the proxies interleaved at each point. Pure formatting here (the table by
+bench.report), plus the one function that runs it."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bench.report import format_columns
 from bench.wrk import WrkResult, run_wrk
 
 if TYPE_CHECKING:
@@ -82,19 +83,11 @@ def curve_report(curves: Sequence[Curve], counts: Sequence[int], duration_s: int
                 "-" if result is None else f"{result.requests_per_s:,.0f} ({result.p99_ms:.1f})"
             )
         rows.append(cells)
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        rest = [cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True)]
-        return "  ".join([cells[0].ljust(widths[0]), *rest])
-
     lines = [
         "",
         f"connection-count curve: wrk -t1 -cN, {duration_s} s per point, one run each; "
         "requests/s (p99 ms)",
-        line(header),
-        "  ".join("-" * w for w in widths),
-        *(line(r) for r in rows),
+        *format_columns(header, rows),
     ]
     by_name = {c.name: c for c in curves}
     corral = by_name.get("corral-lb")

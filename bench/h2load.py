@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import psutil
 
 from bench.processes import BenchError, run_child
+from bench.report import format_columns
 
 if TYPE_CHECKING:
     from bench.targets import Target
@@ -186,12 +187,6 @@ def h2_report(figures: Sequence[H2Figures], duration_s: int) -> list[str]:
         )
         for f in figures
     ]
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: tuple[str, ...]) -> str:
-        rest = [cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True)]
-        return "  ".join([cells[0].ljust(widths[0]), *rest])
-
     per_connection = requests_per_connection(duration_s)
     lines = [
         "",
@@ -199,9 +194,7 @@ def h2_report(figures: Sequence[H2Figures], duration_s: int) -> list[str]:
         f"-n{H2_CONNECTIONS * per_connection} (GET /, {H2_CONNECTIONS * H2_STREAMS} streams in "
         f"flight, {per_connection} requests per connection: nginx's keepalive_requests ends a "
         "connection at 1000), median of the runs",
-        line(header),
-        "  ".join("-" * w for w in widths),
-        *(line(r) for r in rows),
+        *format_columns(header, rows),
     ]
     by_name = {f.name: f for f in figures}
     corral = by_name.get("corral-lb")

@@ -24,7 +24,7 @@ from statistics import median
 import psutil
 
 from bench.configs import CertFiles, ProxyPorts, corral_lb_yaml
-from bench.processes import BenchError, Service, spawn
+from bench.processes import BenchError, Service, kill, spawn_captured
 from bench.targets import PortPicker, Target
 
 CLIENTS = 4  # s_time processes in parallel: enough to keep one proxy worker busy
@@ -81,24 +81,14 @@ def run_s_time(
     outputs = []
     try:
         for _ in range(clients):
-            procs.append(
-                spawn(
-                    argv,
-                    cpu,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    text=True,
-                )
-            )
+            procs.append(spawn_captured(argv, cpu, merge_stderr=True))
         for proc in procs:
             out, _ = proc.communicate(timeout=duration_s + 60)
             outputs.append(out)
     finally:
         for proc in procs:
             if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+                kill(proc)
     elapsed = time.monotonic() - started
     total = 0
     for out in outputs:

@@ -1,12 +1,14 @@
 """`python -m bench.lb_profile`: where corral lb's worker spends its CPU under load.
 
 Starts the benchmark's backend (CPU 1) and a corral lb (CPU 0, the benchmark's configuration)
-whose worker samples itself: a SIGPROF timer on the worker's CPU time (`setitimer`
-ITIMER_PROF) records the Python stack at each tick. `wrk -t1 -c64` (or, with `--h2`,
-`h2load -t1 -c16 -m32` with 4,000 requests per second of `--duration`) loads it from CPU 1;
-then the lb is stopped and the profile printed: per function the share of samples spent in it
-(self: the innermost frame) and under it (total), and the busiest lines. Time in C (a TLS
-write, a `send`) counts for the Python line that called it. Not part of `bench/lb_vs_nginx`.
+whose worker samples itself (bench.sampler): a SIGPROF timer on the worker's CPU time
+(`setitimer` ITIMER_PROF) records the Python stack at each tick. `wrk -t1 -c64` (or, with
+`--h2`, `h2load -t1 -c16 -m32` with 4,000 requests per second of `--duration`) loads it from
+CPU 1; then the lb is stopped and the profile printed: the worker CPU time the samples cover
+(measured, and so per sample: the kernel delivers at most one a scheduler tick), per function
+the share of samples spent in it (self: the innermost frame) and under it (total), and the
+busiest lines. Time in C (a TLS write, a `send`) counts for the Python line that called it.
+Not part of `bench/lb_vs_nginx`.
 
 The lb runs its pure-Python hot path (CORRAL_PURE_PYTHON=1): a mypyc-compiled function has no
 Python frame to sample, and Python runs a signal handler only between bytecodes, so with the
@@ -19,22 +21,20 @@ record -p <worker pid>` sees the compiled build's C functions.
 from __future__ import annotations
 
 import argparse
-import collections
 import contextlib
 import json
 import os
-import signal
 import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from bench.configs import ProxyPorts, corral_lb_yaml
 from bench.h2load import H2_CONNECTIONS, h2load_argv
 from bench.processes import BenchError, Service, run_child, run_main
 from bench.report import TargetFigures
+from bench.sampler import Sampler, seconds_per_sample
 from bench.targets import (
     PortPicker,
     Target,
@@ -46,57 +46,8 @@ from bench.targets import (
 from bench.wrk import DONE_SCRIPT, parse_wrk_output, wrk_argv
 from corral._native import PURE_ENV
 
-SAMPLE_INTERVAL_S = 0.001  # of the worker's CPU time
 PROXY_CPU, LOAD_CPU = 0, 1
-
-Key = tuple[str, str, int]  # file, function, first line
-
-
-class Sampler:
-    """Samples the main thread's Python stack on SIGPROF."""
-
-    def __init__(self) -> None:
-        self.samples = 0
-        self.own: collections.Counter[Key] = collections.Counter()
-        self.under: collections.Counter[Key] = collections.Counter()
-        self.lines: collections.Counter[tuple[str, str, int]] = collections.Counter()
-
-    def _tick(self, _signum: int, frame: FrameType | None) -> None:
-        self.samples += 1
-        if frame is None:
-            return
-        code = frame.f_code
-        self.own[(code.co_filename, code.co_name, code.co_firstlineno)] += 1
-        self.lines[(code.co_filename, code.co_name, frame.f_lineno)] += 1
-        seen: set[Key] = set()
-        current: FrameType | None = frame
-        while current is not None:
-            code = current.f_code
-            key = (code.co_filename, code.co_name, code.co_firstlineno)
-            if key not in seen:
-                seen.add(key)
-                self.under[key] += 1
-            current = current.f_back
-
-    def start(self) -> None:
-        """Sample from now on."""
-        signal.signal(signal.SIGPROF, self._tick)
-        signal.setitimer(signal.ITIMER_PROF, SAMPLE_INTERVAL_S, SAMPLE_INTERVAL_S)
-
-    def stop(self, path: Path) -> None:
-        """Stop sampling and write the counts to `path` (JSON)."""
-        signal.setitimer(signal.ITIMER_PROF, 0, 0)
-
-        def rows(counter: collections.Counter[Any]) -> list[list[Any]]:
-            return [[*key, n] for key, n in counter.most_common(300)]
-
-        data = {
-            "samples": self.samples,
-            "own": rows(self.own),
-            "under": rows(self.under),
-            "lines": rows(self.lines),
-        }
-        path.write_text(json.dumps(data))
+KEEP = 300  # rows of each count the worker writes
 
 
 def serve(out: Path, config: Path) -> None:
@@ -107,7 +58,7 @@ def serve(out: Path, config: Path) -> None:
     original: Callable[..., int] = worker.run_worker
 
     def sampled(*args: Any, **kwargs: Any) -> int:
-        sampler = Sampler()
+        sampler = Sampler(keep=KEEP)
         sampler.start()
         try:
             return original(*args, **kwargs)
@@ -129,7 +80,11 @@ def _short(path: str) -> str:
 def report(data: dict[str, Any], top: int) -> list[str]:
     """The profile as lines: functions by self share, by total share, busiest lines."""
     total = max(1, int(data["samples"]))
-    lines = [f"{total} samples ({SAMPLE_INTERVAL_S * 1000:.0f} ms of worker CPU each)"]
+    per_sample_ms = seconds_per_sample(data) * 1000
+    lines = [
+        f"{total} samples ({per_sample_ms:.1f} ms of worker CPU each on average, "
+        f"{float(data['cpu_seconds']):.2f} s in all)"
+    ]
     for title, kind in (("self", "own"), ("total (self + callees)", "under")):
         lines += ["", f"by {title}:"]
         for filename, name, line, n in data[kind][:top]:

@@ -17,8 +17,10 @@ import ssl
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 import psutil
 
@@ -189,6 +191,22 @@ def _header(options: Options, placement: Placement) -> list[str]:
     ]
 
 
+class _Pacing(TypedDict):
+    """The keyword arguments every step measured in interleaved runs takes from the options."""
+
+    duration_s: int
+    runs: int
+    warmup: bool
+    say: Callable[[str], None]
+
+
+def _paced(options: Options) -> _Pacing:
+    """Seconds per run, runs, whether to warm up, and where progress goes, for one step."""
+    return _Pacing(
+        duration_s=options.duration, runs=options.runs, warmup=options.warmup > 0, say=_say
+    )
+
+
 def _cpu_seconds(process: psutil.Process) -> float:
     times = process.cpu_times()
     return float(times.user + times.system)
@@ -328,14 +346,7 @@ def run(options: Options) -> list[str]:
             target.figures.tls = probe(target, context)
             target.worker_pid = target.service.worker_pid()
         _measure(targets, options, script, placement.load)
-        h2 = measure_h2(
-            targets,
-            duration_s=options.duration,
-            runs=options.runs,
-            warmup=options.warmup > 0,
-            cpu=placement.load,
-            say=_say,
-        )
+        h2 = measure_h2(targets, cpu=placement.load, **_paced(options))
         _measure_memory(targets, options, context)
         # after the memory figure: a proxy that held 2,000 connections reuses that memory for
         # the idle ones, which would then cost it nothing
@@ -354,20 +365,12 @@ def run(options: Options) -> list[str]:
             work,
             certs,
             backend_port,
-            duration_s=options.duration,
-            runs=options.runs,
-            warmup=options.warmup > 0,
             proxy_cpu=placement.proxy,
             load_cpu=placement.load,
-            say=_say,
+            **_paced(options),
         )
         peer_handshakes = measure_peer_handshakes(
-            targets,
-            duration_s=options.duration,
-            runs=options.runs,
-            warmup=options.warmup > 0,
-            load_cpu=placement.load,
-            say=_say,
+            targets, load_cpu=placement.load, **_paced(options)
         )
         two = measure_two_workers(
             stack, work, certs, backend_port, duration_s=options.duration, runs=options.runs,

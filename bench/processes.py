@@ -2,10 +2,10 @@
 
 Each child runs in its own session (Ctrl-C reaches only the benchmark, which then stops the
 children in order) and gets SIGTERM from the kernel if the benchmark itself dies (PDEATHSIG).
-Children are started with `spawn` (or `run_child`): Ctrl-C, SIGTERM and SIGHUP are held while
-the child is forked, because Python runs a handler that fires during a fork with a `preexec_fn`
-inside the at-fork hooks (logging's), which print its KeyboardInterrupt and drop it; the
-benchmark would then carry on as if never interrupted.
+Children are started with `spawn` (or `spawn_captured`, `run_child`, which use it): Ctrl-C,
+SIGTERM and SIGHUP are held while the child is forked, because Python runs a handler that fires
+during a fork with a `preexec_fn` inside the at-fork hooks (logging's), which print its
+KeyboardInterrupt and drop it; the benchmark would then carry on as if never interrupted.
 """
 
 from __future__ import annotations
@@ -61,12 +61,28 @@ def spawn(argv: Sequence[str], cpu: int | None, **options: Any) -> subprocess.Po
             signal.pthread_sigmask(signal.SIG_SETMASK, held)  # runs a pending handler
         except BaseException:
             if proc is not None:
-                _kill(proc, group=bool(options.get("start_new_session")))
+                kill(proc, group=bool(options.get("start_new_session")))
             raise
     return proc
 
 
-def _kill(proc: subprocess.Popen[Any], *, group: bool) -> None:
+def spawn_captured(
+    argv: Sequence[str], cpu: int | None, *, merge_stderr: bool = False
+) -> subprocess.Popen[str]:
+    """`spawn` with stdin empty and stdout and stderr piped as text (with `merge_stderr`,
+    stderr goes to the stdout pipe)."""
+    return spawn(
+        argv,
+        cpu,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def kill(proc: subprocess.Popen[Any], *, group: bool = False) -> None:
+    """SIGKILL the child (its process group, with `group`) unless it is gone; reap it."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         if group:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -81,19 +97,12 @@ def run_child(
     """`subprocess.run(argv, capture_output=True, text=True, timeout=timeout)` started with
     `spawn` (pinned to `cpu` when given); the child is killed if anything interrupts the
     wait (TimeoutExpired, Ctrl-C)."""
-    proc = spawn(
-        argv,
-        cpu,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
+    proc = spawn_captured(argv, cpu)
     with proc:
         try:
             out, err = proc.communicate(timeout=timeout)
         except BaseException:
-            _kill(proc, group=False)
+            kill(proc)
             raise
     return subprocess.CompletedProcess(list(argv), proc.returncode, out, err)
 

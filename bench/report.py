@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from bench.wrk import WrkResult
@@ -50,6 +51,22 @@ def _kib(value: float | None) -> str:
     return "n/a" if math.isnan(value) else f"{value:.1f}"
 
 
+def format_columns(
+    header: Sequence[str], rows: Sequence[Sequence[str]], *, rule: bool = True
+) -> list[str]:
+    """A fixed-width table as lines: the header, a rule of dashes (unless `rule` is false),
+    then the rows; the first column left-aligned, the others right-aligned, two spaces apart."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        first = cells[0].ljust(widths[0])
+        rest = [cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True)]
+        return "  ".join([first, *rest])
+
+    dashes = ["  ".join("-" * w for w in widths)] if rule else []
+    return [line(header), *dashes, *(line(r) for r in rows)]
+
+
 def format_table(targets: list[TargetFigures]) -> str:
     """A fixed-width table: target, requests/s, p99 latency, KiB/conn, CPU/request, errors."""
     header = ("target", "requests/s", "p99 ms", "KiB/conn", "cpu us/req", "errors")
@@ -64,15 +81,7 @@ def format_table(targets: list[TargetFigures]) -> str:
         )
         for t in targets
     ]
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-
-    def line(cells: tuple[str, ...]) -> str:
-        first = cells[0].ljust(widths[0])
-        rest = [cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True)]
-        return "  ".join([first, *rest])
-
-    rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(header), rule, *(line(r) for r in rows)])
+    return "\n".join(format_columns(header, rows))
 
 
 def format_runs(target: TargetFigures) -> str:

@@ -42,6 +42,7 @@ from typing import Any
 import psutil
 
 from bench.processes import BenchError, run_main
+from bench.sampler import Key, seconds_per_sample
 from bench.server_report import SETTINGS
 from bench.server_sampler import threads_file
 from bench.server_stack import Stack, check_endpoints, login, new_password, start_stack
@@ -51,7 +52,6 @@ from bench.wrk import DONE_SCRIPT, run_wrk
 SERVER_CPU, LOAD_CPU = 0, 1
 CONNECTIONS = 32
 WARMUP_S = 2
-Key = tuple[str, str, int]  # file, function, first line (or the line, for `lines`)
 
 
 def thread_cpu(pid: int) -> dict[int, float]:
@@ -74,7 +74,7 @@ def _short(path: str) -> str:
 def per_request(data: dict[str, Any], kind: str, requests: int) -> dict[Key, float]:
     """Microseconds of server CPU per request for each function (`own` or `under`): its share
     of the samples times the CPU time the process used, per request."""
-    scale = float(data["cpu_seconds"]) * 1e6 / max(int(data["samples"]), 1) / max(requests, 1)
+    scale = seconds_per_sample(data) * 1e6 / max(requests, 1)
     return {(f, name, line): n * scale for f, name, line, n in data[kind]}
 
 

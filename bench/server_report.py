@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from bench.report import TargetFigures
+from bench.report import TargetFigures, format_columns
 
 SETTINGS = "/v3/settings"
 HEALTHZ = "/healthz"
@@ -42,14 +42,7 @@ def format_table(cells: list[Cell]) -> list[str]:
          f"{c.figures.p99_ms:.2f}", f"{c.figures.cpu_us:.0f}", str(c.figures.errors))
         for c in cells
     ]
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-
-    def line(cells_text: tuple[str, ...]) -> str:
-        first = cells_text[0].ljust(widths[0])
-        rest = [text.rjust(w) for text, w in zip(cells_text[1:], widths[1:], strict=True)]
-        return "  ".join([first, *rest])
-
-    return [line(header), "  ".join("-" * w for w in widths), *(line(r) for r in rows)]
+    return format_columns(header, rows)
 
 
 def format_runs(cell: Cell) -> str:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.processes import BenchError, run_main
+from bench.report import format_columns
 from bench.store_stack import (
     BenchServer,
     create_cluster,
@@ -218,15 +219,9 @@ def report_lines(sqlite: Backend, etcd: Backend, options: Options) -> list[str]:
         e_ms = etcd.watch.percentile(q) if etcd.watch else float("nan")
         rows.append((f"watch latency p{q} ms", f"{s_ms:.1f}", f"{e_ms:.1f}", f"{e_ms / s_ms:.2f}"))
     header = ("", "sqlite", "etcd (3 members)", "etcd/sqlite")
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
-
-    def line(cells: tuple[str, ...]) -> str:
-        return "  ".join([cells[0].ljust(widths[0]),
-                          *(c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True))])
-
     errors = sqlite.errors() + etcd.errors()
     return [
-        "", line(header), *(line(row) for row in rows), "",
+        "", *format_columns(header, rows, rule=False), "",
         f"wrk: {options.connections} connections, {options.runs} run(s) of {options.duration} s "
         "per operation (medians); requests to one server's HTTP port, forwarded-as-HTTPS.",
         f"watch latency: {options.samples} sequential writes each, write sent → event received; "

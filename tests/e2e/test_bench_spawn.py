@@ -66,3 +66,16 @@ def test_ctrl_c_during_the_fork_of_run_child_interrupts() -> None:
     """SIGINT during run_child's fork raises KeyboardInterrupt instead of being dropped."""
     done = _run("run_child", "run_child(['sleep', '30'], None, timeout=50)")
     assert done.stdout.strip() == "interrupted", done.stdout + done.stderr
+
+
+def test_spawn_captured_merges_stderr_into_stdout_when_asked() -> None:
+    """spawn_captured pipes both streams apart, or stderr into stdout with merge_stderr."""
+    from bench.processes import spawn_captured
+
+    argv = ["sh", "-c", "echo out; echo err >&2"]
+    apart = spawn_captured(argv, None)
+    out, err = apart.communicate(timeout=30)
+    assert (out, err) == ("out\n", "err\n")
+    merged = spawn_captured(argv, None, merge_stderr=True)
+    out, err = merged.communicate(timeout=30)
+    assert (out, err) == ("out\nerr\n", None)
