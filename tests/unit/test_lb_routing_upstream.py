@@ -94,6 +94,7 @@ def test_active_checks_hold_an_ejected_endpoint_down() -> None:
 class _Conn:
     def __init__(self) -> None:
         self.idle_since = 0.0
+        self.pooled = False
         self.closed = False
 
     def is_usable(self) -> bool:

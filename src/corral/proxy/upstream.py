@@ -6,7 +6,6 @@ the request path change an endpoint's health only through `mark_up`/`mark_down`/
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 from typing import TYPE_CHECKING, Protocol
 
@@ -21,6 +20,7 @@ class PooledConnection(Protocol):
     """What the keep-alive pool needs from an upstream connection."""
 
     idle_since: float
+    pooled: bool  # in an endpoint's idle list now
 
     def is_usable(self) -> bool: ...
     def close(self) -> None: ...
@@ -76,6 +76,7 @@ class Endpoint:
         oldest_allowed = self._clock() - self.idle_timeout
         while idle:
             conn = idle.pop()
+            conn.pooled = False
             if conn.is_usable() and conn.idle_since >= oldest_allowed:
                 return conn
             conn.close()
@@ -85,13 +86,16 @@ class Endpoint:
         """Keep `conn` for reuse, or close it when the pool is full."""
         if len(self.idle) < self.keepalive:
             conn.idle_since = self._clock()
+            conn.pooled = True
             self.idle.append(conn)
         else:
             conn.close()
 
     def forget(self, conn: PooledConnection) -> None:
-        """Drop a connection that closed while idle."""
-        with contextlib.suppress(ValueError):
+        """Drop a connection that closed while idle (one taken out of the pool, or never in
+        it, costs no search)."""
+        if conn.pooled:
+            conn.pooled = False
             self.idle.remove(conn)
 
     def close_stale(self) -> None:
@@ -99,12 +103,15 @@ class Endpoint:
         oldest_allowed = self._clock() - self.idle_timeout
         idle = self.idle
         while idle and idle[0].idle_since < oldest_allowed:
-            idle.pop(0).close()
+            stale = idle.pop(0)
+            stale.pooled = False
+            stale.close()
 
     def close_idle(self) -> None:
         """Close every idle connection (endpoint went down, or shutdown)."""
         idle, self.idle = self.idle, []
         for conn in idle:
+            conn.pooled = False
             conn.close()
 
     # -- health ------------------------------------------------------------------------------

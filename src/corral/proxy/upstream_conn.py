@@ -55,6 +55,7 @@ class UpstreamConnection(asyncio.Protocol):
         "keep_alive",
         "last_active",
         "parser",
+        "pooled",
         "read_paused",
         "reason",
         "switching",
@@ -83,6 +84,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.tunnel_peer: TunnelPeer | None = None
         self.last_active = engine.now
         self.idle_since = 0.0
+        self.pooled = False  # in the endpoint's idle list (the endpoint sets it)
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
