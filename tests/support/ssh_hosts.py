@@ -58,11 +58,22 @@ def public_key(path: Path) -> str:
     return " ".join(path.with_name(path.name + ".pub").read_text().split()[:2])
 
 
+_HANDED_OUT: set[str] = set()  # addresses this test process already gave to a block
+
+
 def address_block(count: int) -> list[str]:
     """`count` consecutive addresses 127.0.9.N, from a random start (tests running side by
-    side rarely meet)."""
-    start = random.randrange(1, 250 - count)
-    return [f"127.0.{THIRD_OCTET}.{start + i}" for i in range(count)]
+    side rarely meet), never one this process handed out before (two blocks of one test
+    session never share an address)."""
+    starts = [start for start in range(1, 250 - count)
+              if not any(f"127.0.{THIRD_OCTET}.{start + i}" in _HANDED_OUT
+                         for i in range(count))]
+    if not starts:
+        raise RuntimeError(f"no {count} free consecutive addresses left in 127.0.{THIRD_OCTET}.x")
+    start = random.choice(starts)
+    block = [f"127.0.{THIRD_OCTET}.{start + i}" for i in range(count)]
+    _HANDED_OUT.update(block)
+    return block
 
 
 def _namespace_of(pid: int) -> str:

@@ -37,7 +37,7 @@ from h2.exceptions import (
     StreamIDTooLowError,
     TooManyStreamsError,
 )
-from h2.stream import STREAM_OPEN, StreamInputs, StreamState
+from h2.stream import STREAM_OPEN, H2StreamStateMachine, StreamInputs, StreamState
 from h2.utilities import HeaderValidationFlags
 from hpack.exceptions import HPACKError, OversizedHeaderListError
 from hyperframe.frame import Frame, HeadersFrame, RstStreamFrame
@@ -83,6 +83,35 @@ _CLOSED = StreamState.CLOSED
 # States a stream is in after h2 accepted a frame's place in the protocol (its content can still
 # be refused): the stream exists for the peer, so a reset is the right answer.
 _ACCEPTED_STATES = (StreamState.OPEN, StreamState.HALF_CLOSED_REMOTE)
+_INFORMATIONAL_END_SENT = "Cannot set END_STREAM on informational responses."
+_INFORMATIONAL_END_RECEIVED = "Cannot set END_STREAM on informational responses"
+
+
+def _headers_input(
+    machine: H2StreamStateMachine, headers: Any, end_stream: bool, sending: bool
+) -> list[Event]:
+    """A header block's input to its stream's state machine, as h2's stream `send_headers`
+    (`sending`) or `receive_headers` gives it: informational (h2's `is_informational_response`:
+    a `:status` of 1xx among the leading pseudo-headers, refused with END_STREAM) or not; the
+    machine's events. One plain function call per HEADERS frame."""
+    informational = False
+    for name, value in headers:  # h2's is_informational_response
+        if name[:1] != b":":
+            break
+        if name == b":status":
+            informational = value[:1] == b"1"
+            break
+    if informational:
+        if end_stream:  # h2's two messages: with a full stop when sending, without on receipt
+            raise ProtocolError(_INFORMATIONAL_END_SENT if sending else _INFORMATIONAL_END_RECEIVED)
+        return machine.process_input(
+            StreamInputs.SEND_INFORMATIONAL_HEADERS
+            if sending
+            else StreamInputs.RECV_INFORMATIONAL_HEADERS
+        )
+    return machine.process_input(
+        StreamInputs.SEND_HEADERS if sending else StreamInputs.RECV_HEADERS
+    )
 
 
 class RequestMalformed(Event):
@@ -140,20 +169,8 @@ class ServerH2Connection(H2Connection):
             )
             return
         self.state_machine.process_input(ConnectionInputs.SEND_HEADERS)
-        informational = False
-        for name, value in headers:  # h2's is_informational_response
-            if name[:1] != b":":
-                break
-            if name == b":status":
-                informational = value[:1] == b"1"
-                break
         machine = stream.state_machine
-        if informational:
-            if end_stream:
-                raise ProtocolError("Cannot set END_STREAM on informational responses.")
-            machine.process_input(StreamInputs.SEND_INFORMATIONAL_HEADERS)
-        else:
-            machine.process_input(StreamInputs.SEND_HEADERS)
+        _headers_input(machine, headers, end_stream, True)
         frames = cast(
             "list[Frame]",
             stream._build_headers_frames(
@@ -271,20 +288,8 @@ class ServerH2Connection(H2Connection):
         stream = self._get_or_create_stream(stream_id, AllowedStreamIDs.ODD)
         flags = frame.flags
         end_stream = "END_STREAM" in flags
-        informational = False
-        for name, value in headers:  # h2's is_informational_response
-            if name[:1] != b":":
-                break
-            if name == b":status":
-                informational = value[:1] == b"1"
-                break
         machine = stream.state_machine
-        if informational:
-            if end_stream:
-                raise ProtocolError("Cannot set END_STREAM on informational responses")
-            stream_events = machine.process_input(StreamInputs.RECV_INFORMATIONAL_HEADERS)
-        else:
-            stream_events = machine.process_input(StreamInputs.RECV_HEADERS)
+        stream_events = _headers_input(machine, headers, end_stream, False)
         head: Any = stream_events[0]  # RequestReceived, TrailersReceived, ...: h2 casts too
         if end_stream:
             ended = machine.process_input(StreamInputs.RECV_END_STREAM)

@@ -8,8 +8,8 @@ checked (`corral.install.preflight`); then the bundle is shipped over SFTP and i
 the supervisor runs there as a systemd unit where systemd runs the node, else as a background
 process in its own session. What runs on the node is `corral.install.node_ops` (standard
 library only), sent on stdin to the node's python3. The external load balancer runs on this
-machine, as with the local provider. All nodes are worked on at once: one connection each
-(through the bastion host's when there is one), on an event loop in a thread of its own.
+machine, as with the local provider. All nodes are worked on at once: how each is reached (one
+connection each, through the bastion host's when there is one) is `ssh_link`'s.
 """
 
 from __future__ import annotations
@@ -18,12 +18,10 @@ import asyncio
 import contextlib
 import json
 import shlex
-import threading
 import time
-from collections.abc import Coroutine, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncssh
 
@@ -34,31 +32,23 @@ from corral.install.ingress_file import INGRESS_PORT
 from corral.install.progress import Progress
 from corral.install.providers.base import FileSpec, NodePaths, NodeProblem, Provider, ProviderError
 from corral.install.providers.local import LocalProvider, directory_name
+from corral.install.providers.ssh_link import Link, NodeLinks
 from corral.install.providers.ssh_setup import check_node, install_release
 from corral.install.providers.ssh_support import (
     CALL_TIMEOUT_S,
     SUPERVISOR_ENV,
-    EventLoopThread,
     node_ops_source,
     remote_paths,
     source_address,
     supervisor_unit,
 )
-from corral.install.ssh_connect import HostKeys, SshFailure, SshTarget, connect
+from corral.install.ssh_connect import SshFailure
 
-T = TypeVar("T")
+__all__ = ["Link", "SshProvider"]
+
 INSTALL_TIMEOUT_S = 600.0
 UNIT = "corral-supervisor"
 MIRRORED = ("pki/",)  # node files this machine keeps a copy of, for its own probes
-
-
-@dataclass
-class Link:
-    """One node's connection and SFTP session, and what its checks found."""
-
-    conn: asyncssh.SSHClientConnection
-    sftp: asyncssh.SFTPClient
-    facts: dict[str, Any] = field(default_factory=dict)
 
 
 class SshProvider(Provider):
@@ -70,26 +60,15 @@ class SshProvider(Provider):
         self.desired = desired
         self.local = LocalProvider(base_dir)
         self.base_dir = base_dir.resolve()
-        self.nodes = {node.name: node for node in desired.nodes}
-        self.index = {node.name: i for i, node in enumerate(desired.nodes)}
-        self.keys = HostKeys(desired.ssh.known_hosts, desired.ssh.host_key_checking)
-        self._loop: EventLoopThread | None = None
-        self._loop_lock = threading.Lock()
-        self._links: dict[str, Link] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._bastion: asyncssh.SSHClientConnection | None = None
+        self.links = NodeLinks(desired)  # how each node is reached
+        self.nodes = self.links.nodes  # the links' own dicts: `corral up` adds the nodes that
+        self.index = self.links.index  # left the cluster file to both, to log in to them
+        self.keys = self.links.keys
         self._bundle: Bundle | None = None
         self._offsets: dict[str, float] = {}
         self._ops = node_ops_source()
 
     # -- plumbing -------------------------------------------------------------------------
-
-    def _run(self, coro: Coroutine[Any, Any, T], timeout: float = CALL_TIMEOUT_S) -> T:
-        with self._loop_lock:  # callers come from several threads at once
-            if self._loop is None:
-                self._loop = EventLoopThread()
-            loop = self._loop
-        return loop.run(coro, timeout)
 
     def bundle(self) -> Bundle:
         """The offline bundle of this run (built once, cached)."""
@@ -106,39 +85,9 @@ class SshProvider(Provider):
             return url
         return f"https://{url.rstrip('/')}/simple/"
 
-    def target(self, node: NodeSpec) -> SshTarget:
-        """How node `node` is logged in to."""
-        return SshTarget(f"node [{node.name}]", node.address, node.port, node.user,
-                         node.ssh_key_path, node.ssh_agent_auth, f"nodes[{self.index[node.name]}]")
-
-    async def _tunnel(self) -> asyncssh.SSHClientConnection | None:
-        bastion = self.desired.ssh.bastion
-        if bastion is None:
-            return None
-        async with self._locks.setdefault("", asyncio.Lock()):
-            if self._bastion is None:
-                target = SshTarget("the bastion host", bastion.address, bastion.port,
-                                   bastion.user, bastion.ssh_key_path, bastion.ssh_agent_auth,
-                                   "bastion_host")
-                self._bastion = await connect(target, self.keys)
-        return self._bastion
-
     async def link(self, name: str) -> Link:
         """Node `name`'s connection and SFTP session (made on first use)."""
-        if name not in self.nodes:
-            raise SshFailure(
-                f"node [{name}] is in the state file but no longer in the cluster file, so "
-                "Corral does not know how to log in to it",
-                "put it back in the file until its services are removed, or stop them on the "
-                "node by hand")
-        async with self._locks.setdefault(name, asyncio.Lock()):
-            link = self._links.get(name)
-            if link is None:
-                conn = await connect(self.target(self.nodes[name]), self.keys,
-                                     await self._tunnel())
-                link = Link(conn, await conn.start_sftp_client())
-                self._links[name] = link
-            return link
+        return await self.links.link(name)
 
     async def op(self, name: str, op: str, args: Mapping[str, Any]) -> dict[str, Any]:
         """Run node operation `op` (corral.install.node_ops) on node `name`; its answer."""
@@ -147,7 +96,7 @@ class SshProvider(Provider):
         done = await link.conn.run(command, input=self._ops, check=False)
         out = str(done.stdout or "").strip().splitlines()
         if not out and (done.returncode is None or link.conn.is_closed()):
-            raise self.lost(name, f"running `{op}` there", "the connection was lost")
+            raise self.links.lost(name, f"running `{op}` there", "the connection was lost")
         try:
             result: dict[str, Any] = json.loads(out[-1])
         except (IndexError, ValueError):
@@ -164,7 +113,7 @@ class SshProvider(Provider):
             done = await (await self.link(name)).conn.run(command, check=False)
             return int(done.exit_status or 0), str(done.stdout or "") + str(done.stderr or "")
 
-        return self._run(go(), timeout)
+        return self.links.run(go(), timeout)
 
     def write_file(self, name: str, path: str, data: bytes, mode: int, timeout: float) -> None:
         """`data` into `path` on node `name` over SFTP: a temporary file beside it, fsync,
@@ -181,42 +130,12 @@ class SshProvider(Provider):
             await sftp.chmod(tmp, mode)
             await sftp.posix_rename(tmp, path)
 
-        self._run(go(), timeout)
-
-    def lost(self, name: str, doing: str, why: str) -> ProviderError:
-        """Node `name` stopped answering while `doing`: the node, the step, what this run
-        left half-done, and the fix."""
-        node = self.nodes.get(name)
-        where = f" ({node.user}@{node.address}:{node.port})" if node else ""
-        login = f"ssh -p {node.port} {node.user}@{node.address} true" if node else "ssh"
-        return ProviderError(
-            f"node [{name}]{where} stopped answering while {doing}: {why}. Half-done: "
-            f"node [{name}] may hold some of this step's files or processes; every service "
-            "that came up healthy is recorded in the state file, nothing else"
-            f" — fix: bring node [{name}] back (is it up, does its sshd answer `{login}`?); "
-            "the next `corral up` redoes this step on it and keeps what is recorded")
-
-    def _remote(self, name: str, doing: str, coro: Coroutine[Any, Any, T],
-                timeout: float = CALL_TIMEOUT_S) -> T:
-        """`coro` on the loop; a lost connection is a ProviderError naming node and step."""
-        try:
-            return self._run(coro, timeout)
-        except SshFailure as exc:
-            raise ProviderError(f"node [{name}]: {exc.message} — fix: {exc.fix}") from None
-        except (OSError, asyncssh.Error, TimeoutError) as exc:
-            why = str(exc) or type(exc).__name__
-            link = self._links.get(name)
-            if link is not None and not link.conn.is_closed():  # it answers: a plain failure
-                raise ProviderError(
-                    f"node [{name}]: {doing} failed: {why} — fix: check the free space (df -h "
-                    f"{' '.join(checks.INSTALL_DIRS)}) and the rights there, then run "
-                    "`corral up` again: it redoes this step") from None
-            raise self.lost(name, doing, why) from None
+        self.links.run(go(), timeout)
 
     def _node_op(self, paths: NodePaths, op: str, **args: Any) -> dict[str, Any]:
-        return self._remote(paths.node, f"running `{op}` there",
-                            self.op(paths.node, op, {"root": str(paths.root), "unit": UNIT,
-                                                     **args}))
+        return self.links.remote(paths.node, f"running `{op}` there",
+                                 self.op(paths.node, op, {"root": str(paths.root), "unit": UNIT,
+                                                          **args}))
 
     # -- what corral up asks --------------------------------------------------------------
 
@@ -285,7 +204,7 @@ class SshProvider(Provider):
             return list(await asyncio.gather(*(check_node(self, n, bundle, progress)
                                                for n in desired.nodes)))
 
-        found = self._run(every(), CALL_TIMEOUT_S)
+        found = self.links.run(every(), CALL_TIMEOUT_S)
         problems = [p for node_problems, _ in found for p in node_problems]
         readings = {node.name: reading for node, (_, reading) in zip(desired.nodes, found,
                                                                       strict=True) if reading}
@@ -307,11 +226,11 @@ class SshProvider(Provider):
         from corral.install.apply import ApplyError
 
         try:
-            self._run(every(), INSTALL_TIMEOUT_S)
+            self.links.run(every(), INSTALL_TIMEOUT_S)
         except SshFailure as exc:
             raise ProviderError(f"{exc.message} — fix: {exc.fix}") from None
         except (ProviderError, OSError, asyncssh.Error, TimeoutError) as exc:
-            lost = [n for n, link in self._links.items() if link.conn.is_closed()]
+            lost = self.links.closed()
             if not lost:
                 raise
             name = lost[0]
@@ -334,8 +253,8 @@ class SshProvider(Provider):
         if not paths.node:
             self.local.write_files(paths, files)
             return
-        self._remote(paths.node, f"writing {', '.join(sorted(files))} there",
-                     self._write(paths, files))
+        self.links.remote(paths.node, f"writing {', '.join(sorted(files))} there",
+                          self._write(paths, files))
         mirrored = {r: s for r, s in files.items() if r.startswith(MIRRORED)}
         if mirrored:
             self.local.write_files(NodePaths(self.mirror(paths.node)), mirrored)
@@ -370,8 +289,8 @@ class SshProvider(Provider):
         """Over SFTP (None when the file does not exist)."""
         if not paths.node:
             return self.local.read_file(paths, path)
-        return self._remote(paths.node, f"reading {path} there", self._read(paths.node,
-                                                                              str(path)))
+        return self.links.remote(paths.node, f"reading {path} there",
+                                 self._read(paths.node, str(path)))
 
     async def _read(self, name: str, path: str) -> bytes | None:
         sftp = (await self.link(name)).sftp
@@ -397,7 +316,7 @@ class SshProvider(Provider):
         argv = (*self.corral_command(), "supervise", "--node-dir", str(paths.root),
                 "--log-dir", str(paths.logs))
         log = str(paths.log("supervisor"))
-        link = self._links.get(paths.node)
+        link = self.links.made(paths.node)
         systemd = bool(link and link.facts.get("systemd"))
         result = self._node_op(paths, "start", argv=list(argv), log=log, env=SUPERVISOR_ENV,
                                systemd=systemd, unit_text=supervisor_unit(argv, log))
@@ -452,23 +371,4 @@ class SshProvider(Provider):
 
     def close(self) -> None:
         """Close every connection and stop the loop."""
-        if self._loop is None:
-            return
-
-        async def close_all() -> None:
-            for link in self._links.values():
-                link.sftp.exit()
-                link.conn.close()
-            if self._bastion is not None:
-                self._bastion.close()
-            for conn in [*(link.conn for link in self._links.values()), self._bastion]:
-                if conn is not None:
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(conn.wait_closed(), 5)
-
-        with contextlib.suppress(Exception):
-            self._loop.run(close_all(), 10)
-        self._loop.stop()
-        self._loop = None
-        self._links.clear()
-        self._bastion = None
+        self.links.close()

@@ -17,7 +17,8 @@ from corral.install.providers.base import NodeProblem, ProviderError
 from corral.install.ssh_connect import SshFailure
 
 if TYPE_CHECKING:
-    from corral.install.providers.ssh import Link, SshProvider
+    from corral.install.providers.ssh import SshProvider
+    from corral.install.providers.ssh_link import Link
 
 PYTHON_VERSION = "python3 -c 'import sys; print(\"%d.%d.%d\" % sys.version_info[:3])'"
 CLOCK_SAMPLES = 3
