@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 TLS_HANDSHAKE_TIMEOUT_S = 30.0
 MAX_TICK_S = 1.0
 MIN_TICK_S = 0.05
+DRAIN_HANDSHAKE_LIMIT_S = 10.0  # a draining worker waits this long at most for TLS handshakes
 
 
 class Engine:
@@ -143,8 +144,11 @@ class Engine:
         deadline = started + timeout_s
         report_at = next_report_at(started, started)
         # connections accepted just before the stop and still in their TLS handshake join
-        # `clients` once it completes: they are waited for too
-        while (now := self.loop.time()) < deadline and (self.clients or self.handshakes.value):
+        # `clients` once it completes: they are waited for too, but a handshake that has not
+        # ended DRAIN_HANDSHAKE_LIMIT_S after the stop is a stalled client, not a reason to stay
+        handshakes_until = started + min(DRAIN_HANDSHAKE_LIMIT_S, timeout_s)
+        while (now := self.loop.time()) < deadline and (
+                self.clients or (self.handshakes.value and now < handshakes_until)):
             if now >= report_at:
                 self.note_error(drain_report(self.clients, self.handshakes.value, now - started))
                 report_at = next_report_at(started, now)

@@ -39,6 +39,8 @@ DEFAULT_HIGH_WATER_BYTES: Final = 64 * 1024
 _OUT_OF_FILES: Final = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 ProtocolFactory = Callable[[], asyncio.Protocol]
+_READ_BUFFER: Final = bytearray(READ_SIZE)  # one event loop per process: one read at a time
+_READ_VIEW: Final = memoryview(_READ_BUFFER)
 
 
 class HandshakeCount:
@@ -49,8 +51,6 @@ class HandshakeCount:
 
     def __init__(self) -> None:
         self.value = 0
-_READ_BUFFER: Final = bytearray(READ_SIZE)  # one event loop per process: one read at a time
-_READ_VIEW: Final = memoryview(_READ_BUFFER)
 
 
 class TlsListener:

@@ -231,6 +231,26 @@ def test_a_connection_in_its_tls_handshake_at_a_reload_is_served(
                what="the previous worker to exit")
 
 
+def test_a_silent_connection_does_not_keep_a_previous_worker(
+    certs: Certs, backends: StartBackends, start_lb: StartLb, tmp_path: Path
+) -> None:
+    """A client that connected and sent nothing (no ClientHello) before a reload does not
+    hold the previous worker for the 30 s TLS handshake timeout: it exits after about 10 s."""
+    config = lb_config(certs, backends(1), pid_file=str(tmp_path / "lb.pid"))
+    lb = start_lb(config)
+    wait_until(lambda: len(workers(lb)) == 1, timeout=30, what="the worker")
+    previous = workers(lb)[0]
+    with socket.create_connection(("127.0.0.1", lb.port), timeout=10) as silent:
+        with https_client(certs, lb.port) as client:  # the worker has accepted `silent` too
+            assert client.get("/echo").status_code == 200
+        result = reload_cli(lb)
+        assert result.returncode == 0, result.stderr
+        wait_until(lambda: previous.pid not in {p.pid for p in workers(lb)}, timeout=20,
+                   what="the previous worker to exit with the silent connection open")
+        silent.settimeout(5)
+        assert silent.recv(1) == b""  # closed by the worker's exit, not still waiting
+
+
 def test_killed_worker_is_replaced(
     certs: Certs, backends: StartBackends, start_lb: StartLb
 ) -> None:
