@@ -30,7 +30,7 @@ from corral.install.plan import (
     etcd_membership_problem,
     make_plan,
 )
-from corral.install.probes import check
+from corral.install.probes import settled_checks
 from corral.install.progress import Progress
 from corral.install.providers import Provider, ProviderError, provider_for
 from corral.install.providers.base import NodePaths, NodeProblem
@@ -168,8 +168,10 @@ async def probe_nodes(
             running = await asyncio.to_thread(provider.supervisor_running, paths)
         except ProviderError as exc:
             return NodeProbe(False, {s.name: (False, str(exc)) for s in specs})
-        results = await asyncio.gather(*(check(probe_for(provider, paths, spec.health))
-                                         for spec in specs))
+        probes = [probe_for(provider, paths, spec.health) for spec in specs]
+        # a running node's unhealthy service is asked again for a moment (etcd members answer
+        # unhealthy while they elect a new leader): the plan restarts only what stays down
+        results = await settled_checks(probes, again=running)
         return NodeProbe(running, {s.name: r for s, r in zip(specs, results, strict=True)})
 
     names = list(services) + [n for n in extra if n not in services]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
@@ -13,6 +14,10 @@ from corral.install.services import HealthProbe
 
 PROBE_TIMEOUT_S = 2.0
 MAX_RESPONSE_BYTES = 64 * 1024
+# A service that runs but answers unhealthy is asked again this long before it counts as down:
+# etcd members answer unhealthy while they elect a new leader (another member just died).
+UNHEALTHY_RECHECK_S = 6.0
+RECHECK_INTERVAL_S = 0.5
 
 
 def _context(probe: HealthProbe) -> ssl.SSLContext:
@@ -80,6 +85,24 @@ async def _check(probe: HealthProbe) -> tuple[bool, str]:
     if probe.expect and probe.expect.replace(" ", "") not in text:
         return False, f"answered 200 without {probe.expect}"
     return True, "ok"
+
+
+async def settled_checks(
+    probes: Sequence[HealthProbe], *, again: bool, settle_s: float = UNHEALTHY_RECHECK_S,
+) -> list[tuple[bool, str]]:
+    """`check` of every probe at once; with `again`, the ones that failed are asked again every
+    RECHECK_INTERVAL_S until they pass or `settle_s` is over (a service that runs but answers
+    unhealthy for a moment, as etcd members do while they elect a leader, is not reported
+    unhealthy). Results in order."""
+    results = await check_all(probes)
+    deadline = time.monotonic() + settle_s
+    while again and not all(ok for ok, _ in results) and time.monotonic() < deadline:
+        await asyncio.sleep(RECHECK_INTERVAL_S)
+        failed = [i for i, (ok, _) in enumerate(results) if not ok]
+        for index, result in zip(failed, await check_all([probes[i] for i in failed]),
+                                 strict=True):
+            results[index] = result
+    return results
 
 
 async def check_all(probes: Sequence[HealthProbe]) -> list[tuple[bool, str]]:

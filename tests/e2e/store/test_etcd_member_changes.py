@@ -1,16 +1,28 @@
-"""etcd membership changes as `corral up` makes them (`etcdctl member add/remove` through
-corral.install.etcd_members), against a real three-member cluster just after a member restarted:
-etcd refuses reconfigurations then ("unhealthy cluster") until the member asked has been
-connected to every peer for five seconds, and the change goes through once it has."""
+"""etcd as `corral up` sees and changes it, against a real three-member cluster: membership
+changes (`etcdctl member add/remove` through corral.install.etcd_members) just after a member
+restarted — etcd refuses reconfigurations then ("unhealthy cluster") until the member asked has
+been connected to every peer for five seconds, and the change goes through once it has — and
+the members' health probes while they elect a new leader (corral.install.probes)."""
 
 from __future__ import annotations
 
+import asyncio
+import http.client
+import json
+import time
 from pathlib import Path
 
 import pytest
 
 from corral.install.etcd_members import EtcdClient, is_transient_refusal
-from tests.support.etcd_cluster import etcd_available, free_port_on, running_etcd_cluster
+from corral.install.probes import settled_checks
+from corral.install.services import HealthProbe
+from tests.support.etcd_cluster import (
+    EtcdCluster,
+    etcd_available,
+    free_port_on,
+    running_etcd_cluster,
+)
 
 pytestmark = pytest.mark.skipif(not etcd_available(), reason="etcd is not installed")
 
@@ -39,3 +51,45 @@ def test_only_refusals_that_pass_by_themselves_are_asked_again() -> None:
     assert not is_transient_refusal("etcdctl member add m9: Error: etcdserver: Peer URLs "
                                     "already exists")
     assert not is_transient_refusal("etcdctl member remove 1: Error: etcdserver: member not found")
+
+
+def _leader(cluster: EtcdCluster) -> int:
+    """The index of the member that leads now (etcd's maintenance status, over its gateway)."""
+    ids = []
+    for member in cluster.members:
+        conn = http.client.HTTPSConnection(member.host, member.client_port, timeout=5,
+                                           context=cluster.client_ssl_context())
+        try:
+            conn.request("POST", "/v3/maintenance/status", body="{}")
+            status = json.loads(conn.getresponse().read())
+        finally:
+            conn.close()
+        ids.append((int(status["header"]["member_id"]), int(status["leader"])))
+    leader = ids[0][1]
+    return next(i for i, (member_id, _) in enumerate(ids) if member_id == leader)
+
+
+def _probe(cluster: EtcdCluster, index: int) -> HealthProbe:
+    """The health probe `corral up` runs for an etcd member."""
+    return HealthProbe("https", f"{cluster.members[index].client_url}/health",
+                       expect='"health":"true"', cafile=str(cluster.ca_file),
+                       certfile=str(cluster.client_cert), keyfile=str(cluster.client_key))
+
+
+def test_members_electing_a_new_leader_are_not_reported_down(tmp_path: Path) -> None:
+    """The leader killed: the two members left answer unhealthy until they elect a new one;
+    asked again for a moment (as for a running node), both count as healthy; the dead member
+    counts as down, at once when its node is not running, after the moment when it is."""
+    with running_etcd_cluster(tmp_path, size=3) as cluster:
+        leader = _leader(cluster)
+        others = [i for i in range(3) if i != leader]
+        cluster.kill(leader)
+        results = asyncio.run(settled_checks([_probe(cluster, i) for i in others], again=True))
+        assert results == [(True, "ok"), (True, "ok")], results
+        began = time.monotonic()
+        [(ok, _)] = asyncio.run(settled_checks([_probe(cluster, leader)], again=False))
+        assert not ok and time.monotonic() - began < 2.5
+        began = time.monotonic()
+        [(ok, _)] = asyncio.run(settled_checks([_probe(cluster, leader)], again=True,
+                                               settle_s=1.5))
+        assert not ok and time.monotonic() - began >= 1.5

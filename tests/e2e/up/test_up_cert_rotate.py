@@ -170,9 +170,18 @@ def der(pem: str) -> bytes:
 
 
 def rotate(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
-    """`corral cert rotate --config <file> [args]`, to its end."""
-    return subprocess.run(corral("cert", "rotate", "--config", str(cluster.config), *args),
+    """`corral cert rotate --config <file> [args]`, to its end. Its output and what the lb's
+    and the ingresses' logs say of drains and errors are printed (pytest shows them when the
+    test fails): a slow or failing rotation is then explained by the run itself."""
+    done = subprocess.run(corral("cert", "rotate", "--config", str(cluster.config), *args),
                           capture_output=True, text=True, timeout=ROTATE_TIMEOUT_S, check=False)
+    print(done.stdout + done.stderr)
+    for log in sorted(cluster.base.glob("**/logs/*.log")):
+        lines = [line for line in log.read_text(errors="replace").splitlines()
+                 if "drain" in line or "error" in line.lower() or " 503" in line]
+        print(f"--- {log.relative_to(cluster.base)}: {len(lines)} lines of drains and errors")
+        print("\n".join(lines[-40:]))
+    return done
 
 
 @pytest.mark.slow
