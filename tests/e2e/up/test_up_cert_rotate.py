@@ -71,9 +71,9 @@ class Stream:
             else:
                 conn.request("GET", "/v3/settings/cacerts", headers=headers)
                 wanted = 200
-            status = conn.getresponse().status
-            if status != wanted:
-                raise OSError(f"answered {status}")
+            response = conn.getresponse()
+            if response.status != wanted:  # who answered (the lb, the ingress or a server)
+                raise OSError(f"answered {response.status}: {response.read()[:300]!r}")
         finally:
             conn.close()
 
