@@ -7,8 +7,6 @@ the members' health probes while they elect a new leader (corral.install.probes)
 from __future__ import annotations
 
 import asyncio
-import http.client
-import json
 import time
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import pytest
 from corral.install.etcd_members import EtcdClient, is_transient_refusal
 from corral.install.probes import settled_checks
 from corral.install.services import HealthProbe
+from corral.store.etcd import connect_etcd
 from tests.support.etcd_cluster import (
     EtcdCluster,
     etcd_available,
@@ -54,19 +53,17 @@ def test_only_refusals_that_pass_by_themselves_are_asked_again() -> None:
 
 
 def _leader(cluster: EtcdCluster) -> int:
-    """The index of the member that leads now (etcd's maintenance status, over its gateway)."""
-    ids = []
-    for member in cluster.members:
-        conn = http.client.HTTPSConnection(member.host, member.client_port, timeout=5,
-                                           context=cluster.client_ssl_context())
+    """The index of the member that leads now (the store's status names it)."""
+
+    async def main() -> int:
+        store = await connect_etcd(cluster.options(prefix="/leader"))
         try:
-            conn.request("POST", "/v3/maintenance/status", body="{}")
-            status = json.loads(conn.getresponse().read())
+            members = (await store.status()).members
         finally:
-            conn.close()
-        ids.append((int(status["header"]["member_id"]), int(status["leader"])))
-    leader = ids[0][1]
-    return next(i for i, (member_id, _) in enumerate(ids) if member_id == leader)
+            await store.close()
+        return cluster.index_of(next(m.endpoint for m in members if m.detail == "leader"))
+
+    return asyncio.run(main())
 
 
 def _probe(cluster: EtcdCluster, index: int) -> HealthProbe:
