@@ -13,6 +13,8 @@ from collections.abc import Callable
 from corral.config.lb import HealthCheck
 from corral.proxy.upstream import Endpoint, UpstreamPool
 
+STOP_RETRY_S = 0.1  # `stop` cancels a loop that is still running again after this
+
 
 async def probe(endpoint: Endpoint, check: HealthCheck) -> bool:
     """One check of one endpoint."""
@@ -34,9 +36,12 @@ async def probe(endpoint: Endpoint, check: HealthCheck) -> bool:
     finally:
         if writer is not None:
             writer.close()
-            # wait for the close to finish, so no transport outlives the probe
+            # wait for the close to finish, so no transport outlives the probe (asyncio.timeout,
+            # not wait_for: Python 3.11's wait_for loses a cancellation that arrives as the
+            # close completes, and the checking loop would then outlive `stop`)
             with contextlib.suppress(OSError, TimeoutError):
-                await asyncio.wait_for(writer.wait_closed(), check.timeout)
+                async with asyncio.timeout(check.timeout):
+                    await writer.wait_closed()
 
 
 class HealthChecker:
@@ -46,6 +51,7 @@ class HealthChecker:
         self._pools = [p for p in pools if p.config.health_check is not None]
         self._say = say  # a line for the error log (an endpoint went up or down)
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
 
     def start(self) -> None:
         """Start checking (first check at once)."""
@@ -58,7 +64,7 @@ class HealthChecker:
         assert check is not None
         successes = failures = 0
         was_up = endpoint.up
-        while True:
+        while not self._stopping:
             if was_up and not endpoint.up:  # ejected by the request path meanwhile
                 successes = 0
             ok = await probe(endpoint, check)
@@ -72,14 +78,23 @@ class HealthChecker:
                 if endpoint.up and failures >= check.fall:
                     endpoint.mark(False)
                     self._say(f"endpoint {endpoint.address} of {pool.name!r} is down")
+                    if not pool.any_available(asyncio.get_running_loop().time()):
+                        self._say(f"every endpoint of {pool.name!r} is down: requests go to "
+                                  "all of them until one is up again")
             was_up = endpoint.up
             await asyncio.sleep(check.interval)
 
     async def stop(self) -> None:
-        """Stop every loop."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        """Stop every loop; returns once none runs. A draining worker exits only after this,
+        so a loop that swallowed its cancellation (library code may) is cancelled again
+        rather than waited for."""
+        self._stopping = True
+        pending = set(self._tasks)
+        while pending:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=STOP_RETRY_S)
+        for task in self._tasks:  # a loop that failed: its error is not left unretrieved
+            if not task.cancelled():
+                task.exception()
         self._tasks.clear()

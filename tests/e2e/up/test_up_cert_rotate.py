@@ -199,6 +199,7 @@ def test_new_certificates_roll_out_without_a_failed_request_or_an_etcd_restart(
         done = rotate(cluster)
     assert done.returncode == 0, done.stdout + done.stderr
     assert stream.errors == [], stream.errors[:5]
+    assert "still drain after" not in done.stdout  # every previous worker exited
     after, new_pids = cluster_pki(cluster), pids(cluster)
     assert after.ca == before.ca
     assert all(after.certs[n].cert_pem != before.certs[n].cert_pem for n in before.certs)
@@ -231,6 +232,7 @@ def test_a_new_ca_rolls_out_in_three_stages_and_clients_of_the_kubeconfig_keep_w
         done = rotate(cluster, "--rotate-ca")
     assert done.returncode == 0, done.stdout + done.stderr
     assert stream.errors == [], stream.errors[:5]
+    assert "still drain after" not in done.stdout  # every previous worker exited
     for number, name in enumerate(("trust", "reissue", "retire"), 1):
         assert f"Stage {number} of 3 ({name})" in done.stdout
     after = cluster_pki(cluster)
