@@ -77,8 +77,31 @@ def test_passive_ejection_and_fail_timeout() -> None:
     assert endpoint.available(now[0])
     endpoint.note_connect_failure(2, 10, active_checks=False)
     assert not endpoint.available(now[0])
-    assert upstream.choose(now[0]) is None
     assert endpoint.available(now[0] + 10.5)
+
+
+def test_ejected_endpoints_are_skipped_while_another_is_available() -> None:
+    """An ejected endpoint gets no request while another one is available."""
+    upstream = pool(n=2)
+    sick, well = upstream.endpoints
+    sick.mark(False)
+    assert [upstream.choose(0.0) for _ in range(4)] == [well] * 4
+    assert upstream.choose(0.0, exclude=(well,)) is None  # tried: no retry on the sick one
+
+
+def test_with_every_endpoint_down_requests_go_to_all_of_them() -> None:
+    """Panic routing: every endpoint down → round robin over all of them, the tried ones
+    excluded; once one is up again, only it."""
+    upstream = pool(n=3)
+    for endpoint in upstream.endpoints:
+        endpoint.mark(False)
+    assert not upstream.any_available(0.0)
+    assert {upstream.choose(0.0) for _ in range(3)} == set(upstream.endpoints)
+    first, second, third = upstream.endpoints
+    assert upstream.choose(0.0, exclude=(first, second)) is third
+    assert upstream.choose(0.0, exclude=(first, second, third)) is None
+    second.mark(True)
+    assert [upstream.choose(0.0) for _ in range(3)] == [second] * 3
 
 
 def test_active_checks_hold_an_ejected_endpoint_down() -> None:

@@ -25,7 +25,6 @@ URI_TOO_LONG = ProxyStatus(414, "URI Too Long")
 HEADERS_TOO_LARGE = ProxyStatus(431, "Request Header Fields Too Large")
 NOT_IMPLEMENTED = ProxyStatus(501, "Not Implemented")
 BAD_GATEWAY = ProxyStatus(502, "Bad Gateway")
-SERVICE_UNAVAILABLE = ProxyStatus(503, "Service Unavailable")
 GATEWAY_TIMEOUT = ProxyStatus(504, "Gateway Timeout")
 
 

@@ -2,7 +2,7 @@
 
 The exchange chooses an endpoint, borrows or opens an upstream connection, streams the request
 body up and the response down (no buffering beyond one read), retries where that is safe, and
-maps upstream failures to 502/503/504. It holds no socket itself: `ClientConnection` and
+maps upstream failures to 502/504. It holds no socket itself: `ClientConnection` and
 `UpstreamConnection` move the bytes and call in here. Its phases and the moves between them are
 the table in `exchange_phase`.
 """
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from corral.proxy import exchange_phase, forwarding
 from corral.proxy.constants import HOLD_LIMIT_BYTES, LAST_CHUNK, REPLAY_LIMIT_BYTES
-from corral.proxy.errors import BAD_GATEWAY, GATEWAY_TIMEOUT, SERVICE_UNAVAILABLE, ProxyStatus
+from corral.proxy.errors import BAD_GATEWAY, GATEWAY_TIMEOUT, ProxyStatus
 from corral.proxy.exchange_phase import FINAL, Phase, check
 from corral.proxy.upstream_conn import UpstreamConnection
 
@@ -153,11 +153,8 @@ class Exchange:
         assert pool is not None
         engine = self.client.engine
         endpoint = pool.choose(engine.now, self.tried)
-        if endpoint is None:
-            if self.tried:
-                self.fail(BAD_GATEWAY, f"upstream {pool.name!r}: no endpoint could be reached")
-            else:
-                self.fail(SERVICE_UNAVAILABLE, f"upstream {pool.name!r} has no healthy endpoint")
+        if endpoint is None:  # every candidate was tried (with none healthy, every one)
+            self.fail(BAD_GATEWAY, f"upstream {pool.name!r}: no endpoint could be reached")
             return
         self.tried += (endpoint,)
         self._use(endpoint, pooled=True)

@@ -157,21 +157,37 @@ class UpstreamPool:
         self._rr = itertools.count()
 
     def choose(self, now: float, exclude: tuple[Endpoint, ...] = ()) -> Endpoint | None:
-        """The next endpoint by the policy among available ones not in `exclude`."""
+        """The next endpoint by the policy among available ones not in `exclude`. When no
+        endpoint at all is available (the checks marked every one down), among every one not
+        in `exclude`: the checks pick among endpoints, they never leave the pool with none
+        (panic routing, as Envoy's; NGINX likewise forgets the failures once every server
+        failed). None when every candidate is in `exclude`."""
+        start = next(self._rr) % len(self.endpoints)
+        chosen = self._choose(now, exclude, start, healthy=True)
+        if chosen is None and not self.any_available(now):
+            chosen = self._choose(now, exclude, start, healthy=False)
+        return chosen
+
+    def any_available(self, now: float) -> bool:
+        """Whether the checks leave at least one endpoint for new requests."""
+        return any(ep.available(now) for ep in self.endpoints)
+
+    def _choose(
+        self, now: float, exclude: tuple[Endpoint, ...], start: int, healthy: bool
+    ) -> Endpoint | None:
         endpoints = self.endpoints
         count = len(endpoints)
-        start = next(self._rr) % count
         if not self.least_conn:
             for i in range(count):
                 ep = endpoints[(start + i) % count]
-                if ep.available(now) and ep not in exclude:
+                if (not healthy or ep.available(now)) and ep not in exclude:
                     return ep
             return None
         best: Endpoint | None = None
         for i in range(count):
             ep = endpoints[(start + i) % count]
             if (
-                ep.available(now)
+                (not healthy or ep.available(now))
                 and ep not in exclude
                 and (best is None or ep.active < best.active)
             ):

@@ -1,4 +1,5 @@
-"""Upstream pools: balancing, active health checks, passive ejection, retries, 502/503/504."""
+"""Upstream pools: balancing, active health checks (and panic routing when all fail),
+passive ejection, retries, 502/504."""
 
 from __future__ import annotations
 
@@ -103,21 +104,40 @@ def test_health_checks_reach_every_endpoint(
     wait_until(lambda: all(b.stats()["health_checks"] >= 3 for b in pair), timeout=30)
 
 
-def test_no_healthy_endpoint_503_names_upstream(
+def test_every_endpoint_down_by_its_checks_still_gets_the_requests(
     certs: Certs, backends: StartBackends, start_lb: StartLb
 ) -> None:
-    """When every endpoint fails its checks the lb answers 503 with a body naming the upstream."""
-    (only,) = backends(1)
-    only.set_health(500)
-    lb = start_lb(lb_config(certs, [only], upstream={"health_check": FAST_CHECKS}))
+    """When the checks mark every endpoint down, requests go to all of them (panic routing):
+    checks that fail together (every server asks the same store) never make an outage of
+    endpoints that answer; the log says so."""
+    pair = backends(2)
+    for backend in pair:
+        backend.set_health(500)
+    lb = start_lb(lb_config(certs, pair, upstream={"health_check": FAST_CHECKS}))
+    wait_until(lambda: "every endpoint of" in lb.output(), timeout=30,
+               what="the lb to log that every endpoint is down")
     with https_client(certs, lb.port) as client:
+        responses = [client.get("/echo") for _ in range(6)]
+    assert [r.status_code for r in responses] == [200] * 6
+    assert {r.json()["backend"] for r in responses} == {"b1", "b2"}
+    assert f"every endpoint of {UPSTREAM!r} is down" in lb.output()
 
-        def unavailable() -> httpx.Response | None:
-            response = client.get("/echo")
-            return response if response.status_code == 503 else None
 
-        response = wait_until(unavailable, timeout=30, what="503 from the lb")
-        assert response is not None
+def test_every_endpoint_down_and_unreachable_502_names_upstream(
+    certs: Certs, backends: StartBackends, start_lb: StartLb
+) -> None:
+    """Every endpoint down by its checks and refusing connections: each is tried once, then
+    the lb answers 502 naming the upstream."""
+    (only,) = backends(1)
+    dead = f"127.0.0.1:{free_port()}"
+    only.set_health(500)
+    lb = start_lb(lb_config(certs, [only.address, dead], upstream={"health_check": FAST_CHECKS}))
+    wait_until(lambda: "every endpoint of" in lb.output(), timeout=30,
+               what="the lb to log that every endpoint is down")
+    only.stop()
+    with https_client(certs, lb.port) as client:
+        response = client.get("/echo")
+    assert response.status_code == 502, response.text
     assert UPSTREAM in response.text
     assert response.headers["content-type"].startswith("text/plain")
 
