@@ -19,8 +19,13 @@ def test_stop_returns_when_a_probe_swallows_its_cancellation(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     swallowed = []
+    inside: list[str] = []
+    both_inside = asyncio.Event()
 
     async def stubborn_probe(endpoint: Endpoint, check: object) -> bool:
+        inside.append(endpoint.address)
+        if len(inside) == 2:
+            both_inside.set()
         if endpoint.address in swallowed:
             await asyncio.sleep(3600)
         try:
@@ -37,7 +42,8 @@ def test_stop_returns_when_a_probe_swallows_its_cancellation(
         loop = asyncio.get_running_loop()
         checker = health.HealthChecker([UpstreamPool("rancher", config, loop.time)], print)
         checker.start()
-        await asyncio.sleep(0.05)  # both loops are inside their probe
+        async with asyncio.timeout(5):
+            await both_inside.wait()
         stopping = asyncio.create_task(checker.stop())
         done, _ = await asyncio.wait({stopping}, timeout=5)
         assert stopping in done, "stop() still waits for a loop that lost its cancellation"

@@ -51,7 +51,6 @@ class HealthChecker:
         self._pools = [p for p in pools if p.config.health_check is not None]
         self._say = say  # a line for the error log (an endpoint went up or down)
         self._tasks: list[asyncio.Task[None]] = []
-        self._stopping = False
 
     def start(self) -> None:
         """Start checking (first check at once)."""
@@ -64,7 +63,7 @@ class HealthChecker:
         assert check is not None
         successes = failures = 0
         was_up = endpoint.up
-        while not self._stopping:
+        while True:
             if was_up and not endpoint.up:  # ejected by the request path meanwhile
                 successes = 0
             ok = await probe(endpoint, check)
@@ -88,7 +87,6 @@ class HealthChecker:
         """Stop every loop; returns once none runs. A draining worker exits only after this,
         so a loop that swallowed its cancellation (library code may) is cancelled again
         rather than waited for."""
-        self._stopping = True
         pending = set(self._tasks)
         while pending:
             for task in pending:
