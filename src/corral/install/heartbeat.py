@@ -79,7 +79,8 @@ class Heartbeat:
 
     async def _open(self) -> Store:
         if self._store is None:
-            store = await asyncio.wait_for(self._connector(self.spec), CONNECT_TIMEOUT_S * 2)
+            async with asyncio.timeout(CONNECT_TIMEOUT_S * 2):
+                store = await self._connector(self.spec)
             existing = await store.get(node_key(self.spec.name))
             if existing is not None:
                 with contextlib.suppress(ValueError, TypeError, KeyError):
@@ -97,7 +98,8 @@ class Heartbeat:
             record = node_record(
                 self.spec, services, created_at_ms=self._created_at_ms, now_ms=now_ms
             )
-            await asyncio.wait_for(write_node(store, record), WRITE_TIMEOUT_S)
+            async with asyncio.timeout(WRITE_TIMEOUT_S):
+                await write_node(store, record)
         except Exception as exc:  # any failure: log it once, reconnect next time
             text = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
             if text != self._last_error:

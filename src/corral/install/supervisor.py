@@ -150,7 +150,8 @@ class Runner:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGTERM)
         try:
-            await asyncio.wait_for(self.exited.wait(), STOP_TIMEOUT_S)
+            async with asyncio.timeout(STOP_TIMEOUT_S):
+                await self.exited.wait()
         except TimeoutError:
             say(f"{self.entry.name} did not stop within {STOP_TIMEOUT_S:g}s: SIGKILL")
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -323,7 +324,8 @@ class Supervisor:
     async def _heartbeat_loop(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.health_changed.wait(), HEARTBEAT_INTERVAL_S)
+                async with asyncio.timeout(HEARTBEAT_INTERVAL_S):
+                    await self.health_changed.wait()
             self.health_changed.clear()
             if self.heartbeat is not None:
                 services = {
@@ -362,7 +364,8 @@ class Supervisor:
                 wait_s = self._start_due()
                 self.wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), wait_s)
+                    async with asyncio.timeout(wait_s):
+                        await self.wake.wait()
         finally:
             say("stopping the services")
             for name in reversed(list(self.runners)):
@@ -370,12 +373,12 @@ class Supervisor:
             for task in background:
                 task.cancel()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    asyncio.gather(*background, return_exceptions=True), SHUTDOWN_WAIT_S
-                )
+                async with asyncio.timeout(SHUTDOWN_WAIT_S):
+                    await asyncio.gather(*background, return_exceptions=True)
             if self.heartbeat is not None:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.heartbeat.close(), SHUTDOWN_WAIT_S)
+                    async with asyncio.timeout(SHUTDOWN_WAIT_S):
+                        await self.heartbeat.close()
             self._write_status()
             self._reap()
         say("stopped")

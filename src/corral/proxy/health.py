@@ -12,8 +12,7 @@ from collections.abc import Callable
 
 from corral.config.lb import HealthCheck
 from corral.proxy.upstream import Endpoint, UpstreamPool
-
-STOP_RETRY_S = 0.1  # `stop` cancels a loop that is still running again after this
+from corral.tasks import cancel_and_wait
 
 
 async def probe(endpoint: Endpoint, check: HealthCheck) -> bool:
@@ -87,12 +86,5 @@ class HealthChecker:
         """Stop every loop; returns once none runs. A draining worker exits only after this,
         so a loop that swallowed its cancellation (library code may) is cancelled again
         rather than waited for."""
-        pending = set(self._tasks)
-        while pending:
-            for task in pending:
-                task.cancel()
-            _, pending = await asyncio.wait(pending, timeout=STOP_RETRY_S)
-        for task in self._tasks:  # a loop that failed: its error is not left unretrieved
-            if not task.cancelled():
-                task.exception()
-        self._tasks.clear()
+        tasks, self._tasks = self._tasks, []
+        await cancel_and_wait(tasks)

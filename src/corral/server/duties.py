@@ -13,7 +13,6 @@ the duty tries again at its next turn. Duties:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
@@ -23,6 +22,7 @@ from corral.server.domain.clock import now_ms
 from corral.server.domain.errors import ChangedConcurrently
 from corral.server.domain.tokens import Tokens, token_expired
 from corral.store.base import StoreUnavailable
+from corral.tasks import cancel_and_wait
 
 log = logging.getLogger("corral.server.duties")
 
@@ -83,11 +83,7 @@ class Duties:
     async def stop(self) -> None:
         """Cancel the duties and wait for them to end."""
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(tasks)
 
     async def _loop(self, duty: Duty) -> None:
         while True:

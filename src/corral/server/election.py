@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from corral.store.base import Compacted, CompareFailed, LeaseNotFound, Store, StoreError
+from corral.tasks import cancel_and_wait
 
 log = logging.getLogger("corral.server.election")
 
@@ -111,13 +112,12 @@ class Election:
         """Stop campaigning; a leader revokes its lease so another server takes over now."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await cancel_and_wait([task])
         was_leading = self.leading
         self._step_down("resigned")
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._forget_lease(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._forget_lease()
         if was_leading:
             log.info("resigned the lead of %s", self.key)
 
@@ -172,9 +172,7 @@ class Election:
                     watcher.result()  # raises LeadershipLost
                 renewed_at = await self._renew(lease, renewed_at)
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await watcher
+            await cancel_and_wait([watcher])
 
     async def _renew(self, lease: int, renewed_at: float) -> float:
         """Keep the lease alive; the time the successful renewal was sent, or LeadershipLost
@@ -182,7 +180,8 @@ class Election:
         sent = time.monotonic()
         deadline = renewed_at + self.ttl * 2 / 3
         try:
-            ttl = await asyncio.wait_for(self.store.keep_alive(lease), max(0.1, deadline - sent))
+            async with asyncio.timeout(max(0.1, deadline - sent)):
+                ttl = await self.store.keep_alive(lease)
         except LeaseNotFound:
             raise LeadershipLost("the election lease expired") from None
         except (StoreError, TimeoutError) as exc:
@@ -252,7 +251,8 @@ class Election:
         lease, self._lease = self._lease, 0
         if lease:
             with contextlib.suppress(StoreError, TimeoutError):
-                await asyncio.wait_for(self.store.revoke_lease(lease), self.ttl)
+                async with asyncio.timeout(self.ttl):
+                    await self.store.revoke_lease(lease)
 
 
 async def _close(watch: object) -> None:

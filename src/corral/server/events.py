@@ -38,6 +38,7 @@ from corral.server.api.ws import deny, handshake_principal
 from corral.server.domain.records import KEY_ROOT, TOKENS, USERS, Record, decode, split_key
 from corral.server.domain.tokens import Principal, Tokens
 from corral.store.base import Compacted, Event, Store, StoreError
+from corral.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -249,10 +250,6 @@ class SubscribeAPI:
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await cancel_and_wait(tasks)
             with contextlib.suppress(Exception):
                 await websocket.close()

@@ -73,6 +73,7 @@ from corral.server.shared_ca import (
 )
 from corral.store.base import Store, StoreError
 from corral.store.lock import DataDirLock
+from corral.tasks import cancel_and_wait
 
 log = logging.getLogger("corral.server")
 
@@ -213,9 +214,7 @@ class Running:
         for task in self.tasks:
             task.cancel()
         await self.listeners.stop(force=force)
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(self.tasks)
         await self.ctx.settings.stop_following()
         await self.ctx.logins.stop_following()
         if self.ctx.audit is not None:

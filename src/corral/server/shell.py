@@ -40,6 +40,7 @@ from corral.server.api.errors import APIError, BadRequest
 from corral.server.api.ws import deny, handshake_principal
 from corral.server.context import ServerContext
 from corral.server.domain.tokens import Principal
+from corral.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +296,8 @@ class PtyShell:
             signal_session(session, signal.SIGHUP)
             if not self.exited.is_set():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.exited.wait(), KILL_GRACE_SECONDS)
+                    async with asyncio.timeout(KILL_GRACE_SECONDS):
+                        await self.exited.wait()
             signal_session(session, signal.SIGKILL)
             await self.exited.wait()
         self.pause_output()
@@ -427,11 +429,7 @@ class ShellAPI:
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await cancel_and_wait(tasks)
             await session.pty.close()
             with contextlib.suppress(Exception):
                 await websocket.close()

@@ -141,7 +141,8 @@ class NodeLinks:
             for conn in [*(link.conn for link in self._links.values()), self._bastion]:
                 if conn is not None:
                     with contextlib.suppress(Exception):
-                        await asyncio.wait_for(conn.wait_closed(), 5)
+                        async with asyncio.timeout(5):
+                            await conn.wait_closed()
 
         with contextlib.suppress(Exception):
             self._loop.run(close_all(), 10)

@@ -43,6 +43,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from corral.server.domain.records import KEY_ROOT, TOKENS, USERS
 from corral.store import StoreClosed
 from corral.store.base import Compacted, Event, KeyValue, Store
+from corral.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -289,11 +290,7 @@ class LoginCache:
         """End the tasks; authentication reads the store again."""
         tasks, self._tasks = self._tasks, []
         self.tokens.listed = self.users.listed = False
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(tasks)
         self.tokens.stop()
         self.users.stop()
 

@@ -26,6 +26,7 @@ from corral.server.domain.errors import Invalid, NotFound, ReadOnly
 from corral.server.domain.records import SETTINGS, Record, Records, decode, encode, split_key
 from corral.store import StoreClosed
 from corral.store.base import Compacted, Event, KeyValue, Store
+from corral.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -228,9 +229,7 @@ class Settings:
         task, self._task = self._task, None
         self._following = False
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait([task])
 
     async def _load(self) -> int:
         """List the collection into the cache; entries learnt after the listing's revision
