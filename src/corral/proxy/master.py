@@ -4,7 +4,9 @@ No event loop runs here: signals are blocked and taken one at a time with `sigti
 nothing races. Workers inherit the listening sockets; on a reload (SIGHUP) the new configuration
 is checked first, a new generation of workers starts on the same sockets (nothing queued in the
 kernel is lost), and the old generation drains: it stops accepting and keeps serving what it
-has open, WebSockets included, until that closes or `drain_timeout` passes.
+has open, WebSockets included, until that closes or `drain_timeout` passes. A worker still
+alive `KILL_GRACE_S` past its limit (`drain_timeout`, or `shutdown_timeout` on a stop) is
+killed, so no reload leaves a worker behind for good.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from corral.proxy.listener import ListenerSpec, bind, group_listeners
 HANDLED = {signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGCHLD}
 RESPAWN_DELAY_S = 1.0  # a worker that died within this of its start is restarted after it
 WAIT_STEP_S = 0.2
+KILL_GRACE_S = 5.0  # a worker still alive this long past its drain or stop limit gets SIGKILL
 
 
 @dataclass
@@ -36,6 +39,7 @@ class _Child:
     generation: int
     slot: int
     started: float
+    kill_at: float | None = None  # told to drain or stop: SIGKILL if still alive then
 
 
 @dataclass
@@ -83,6 +87,7 @@ class Master:
             info = signal.sigtimedwait(HANDLED, WAIT_STEP_S)
             self._reap()
             self._respawn_due()
+            self._kill_overdue()
             if info is None:
                 continue
             if info.si_signo == signal.SIGHUP and not self.stopping:
@@ -92,7 +97,7 @@ class Master:
                     say("stopping: workers finish what is in flight")
                 self.stopping = True
                 self.pending.clear()
-                self._signal_all(signal.SIGTERM)
+                self._signal_all(signal.SIGTERM, limit_s=self.config.shutdown_timeout)
 
     def _reap(self) -> None:
         while True:
@@ -124,11 +129,28 @@ class Master:
             if child.role == "metrics" or child.generation == self.generation:
                 self._spawn(_Child(child.role, child.generation, child.slot, now))
 
-    def _signal_all(self, signum: int, generation: int | None = None) -> None:
+    def _signal_all(
+        self, signum: int, generation: int | None = None, *, limit_s: float | None = None
+    ) -> None:
+        """Signal every child (or one generation's workers); with `limit_s`, each signalled
+        child that is still alive `KILL_GRACE_S` after that limit is killed."""
+        kill_at = None if limit_s is None else time.monotonic() + limit_s + KILL_GRACE_S
         for pid, child in list(self.children.items()):
             if generation is None or (child.role == "worker" and child.generation == generation):
+                if kill_at is not None:
+                    child.kill_at = min(kill_at, child.kill_at or kill_at)
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signum)
+
+    def _kill_overdue(self) -> None:
+        now = time.monotonic()
+        for pid, child in list(self.children.items()):
+            if child.kill_at is not None and now >= child.kill_at:
+                child.kill_at = None  # killed once; _reap forgets it when it is gone
+                say(f"{child.role} process {pid} (generation {child.generation}) still runs "
+                    f"{KILL_GRACE_S:g}s past its limit: killing it (SIGKILL)")
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
     # -- reload --------------------------------------------------------------------------------
     def reload(self) -> bool:
@@ -154,10 +176,10 @@ class Master:
         except OSError as exc:
             say(f"reload: cannot listen: {exc}; still serving the previous configuration")
             return False
-        old = self.generation
+        old, drain_s = self.generation, self.config.drain_timeout  # the old workers' limit
         self.config = config
         self._start_generation()
-        self._signal_all(signal.SIGQUIT, old)  # drain the previous generation
+        self._signal_all(signal.SIGQUIT, old, limit_s=drain_s)  # drain the previous generation
         wanted = {(s.address, s.port) for s in specs}
         for key in [k for k in self.sockets if k not in wanted]:
             self.sockets.pop(key).close()

@@ -251,6 +251,45 @@ def test_a_silent_connection_does_not_keep_a_previous_worker(
         assert silent.recv(1) == b""  # closed by the worker's exit, not still waiting
 
 
+def test_a_previous_worker_that_outlives_its_drain_limit_is_killed(
+    certs: Certs, backends: StartBackends, start_lb: StartLb, tmp_path: Path
+) -> None:
+    """A previous worker that cannot end its drain (here: stopped with SIGSTOP, so it never
+    sees the reload's SIGQUIT) is killed once `drain_timeout` and the grace have passed; the
+    new generation serves meanwhile."""
+    lb = start_lb(lb_config(certs, backends(1), drain_timeout="1s",
+                            pid_file=str(tmp_path / "lb.pid")))
+    wait_until(lambda: len(workers(lb)) == 1, timeout=30, what="the worker")
+    stuck = workers(lb)[0]
+    stuck.suspend()
+    result = reload_cli(lb)
+    assert result.returncode == 0, result.stderr
+    wait_until(lambda: any(p.pid != stuck.pid for p in workers(lb)), timeout=30,
+               what="the new generation's worker")
+    with https_client(certs, lb.port) as client:
+        assert client.get("/echo").status_code == 200
+    wait_until(lambda: stuck.pid not in {p.pid for p in workers(lb)}, timeout=30,
+               what="the stuck previous worker to be killed")
+    assert f"worker process {stuck.pid} (generation 1) still runs 5s past its limit: " \
+           "killing it (SIGKILL)" in lb.output()
+    assert "starting a new one" not in lb.output()  # a previous generation is not replaced
+
+
+def test_a_stop_ends_even_with_a_worker_that_cannot_finish(
+    certs: Certs, backends: StartBackends, start_lb: StartLb
+) -> None:
+    """SIGTERM with a worker stopped (SIGSTOP): the master kills it `shutdown_timeout` plus
+    the grace later and exits, instead of waiting for it for good."""
+    lb = start_lb(lb_config(certs, backends(1), shutdown_timeout="1s"))
+    wait_until(lambda: len(workers(lb)) == 1, timeout=30, what="the worker")
+    stuck = workers(lb)[0]
+    stuck.suspend()
+    lb.process.signal(signal.SIGTERM)
+    assert lb.process.proc.wait(timeout=30) == 0
+    assert f"worker process {stuck.pid} (generation 1) still runs 5s past its limit" \
+        in lb.output()
+
+
 def test_killed_worker_is_replaced(
     certs: Certs, backends: StartBackends, start_lb: StartLb
 ) -> None:
