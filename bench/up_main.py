@@ -196,15 +196,16 @@ def node_loss(cluster: LocalCluster, steady_s: float) -> NodeLoss:
 
 
 @dataclass
-class Upgrade:
-    """The rolling upgrade of the three nodes under load."""
+class UnderLoad:
+    """A step of the cluster's life run under load (the rolling upgrade, a certificate
+    rotation): how long it took, what the load saw, acknowledged writes lost."""
 
     took_s: float
     stats: LoadStats
     lost_writes: int
 
 
-def rolling_upgrade(cluster: LocalCluster, steady_s: float, tag: str = "v2.0.8") -> Upgrade:
+def rolling_upgrade(cluster: LocalCluster, steady_s: float, tag: str = "v2.0.8") -> UnderLoad:
     """A new image tag in the Deployment `cattle`; `corral up` under load rolls the servers
     out node by node through the load balancer."""
     text = cluster.config.read_text()
@@ -220,7 +221,7 @@ def rolling_upgrade(cluster: LocalCluster, steady_s: float, tag: str = "v2.0.8")
                           stats.acked)
     say(f"rolling upgrade of 3 nodes: {took:.1f} s, {stats.reads_failed + stats.writes_failed} "
         "requests failed")
-    return Upgrade(took, stats, len(lost))
+    return UnderLoad(took, stats, len(lost))
 
 
 def _s(value: float | None) -> str:
@@ -229,7 +230,7 @@ def _s(value: float | None) -> str:
 
 def report(
     ups: list[float], rerun: float, removes: list[float], loss: NodeLoss | None,
-    upgrade: Upgrade | None = None,
+    upgrade: UnderLoad | None = None,
 ) -> list[str]:
     """The table (pure)."""
     median = statistics.median(ups)
@@ -281,6 +282,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="seconds of load before the node is killed (default 5)")
     parser.add_argument("--no-node-loss", action="store_true", help="skip the node-loss run")
     parser.add_argument("--no-upgrade", action="store_true", help="skip the rolling upgrade")
+    parser.add_argument("--no-rotate", action="store_true",
+                        help="skip the certificate rotation (--provider ssh)")
     parser.add_argument("--quick", action="store_true", help="1 run, 2 s of steady load")
     parser.add_argument("--no-setup", action="store_true", help="(handled by bench/up)")
     parser.add_argument("--provider", choices=("local", "ssh"), default="local",

@@ -4,8 +4,9 @@ mount namespace of its own on 127.0.9.N), from nothing on the nodes to `kubectl 
 preflight, shipping and installing the offline bundle, every service, the external corral lb.
 
 Per run: a new cluster (empty hosts), then `corral remove`; then a re-run on a running cluster,
-and a rolling upgrade (a new image tag in the Deployment `cattle`) under a request stream through
-the load balancer (unless --no-upgrade).
+a rolling upgrade (a new image tag in the Deployment `cattle`; unless --no-upgrade) and a
+certificate rotation (`corral cert rotate`; unless --no-rotate), each under a request stream
+through the load balancer.
 The offline bundle is built (or found in the cache) once first, as a user's first run would;
 its time is reported on its own line. Progress on stderr; the table on stdout.
 """
@@ -31,7 +32,7 @@ from tests.support.ssh_hosts import SshHost, make_key, ssh_hosts, write_known_ho
 
 from bench.processes import BenchError
 from bench.up_load import Load, missing_writes
-from bench.up_main import FQDN, Upgrade
+from bench.up_main import FQDN, UnderLoad
 from corral.install.bundle import build_bundle
 
 RKE_GUIDE_S = 101.0
@@ -74,31 +75,56 @@ def write_cluster(directory: Path, hosts: list[SshHost], key: Path) -> tuple[Pat
     return config, https_port
 
 
-def rolling_upgrade(config: Path, https_port: int, steady_s: float,
-                    tag: str = "v2.0.8") -> Upgrade:
-    """A new image tag in the Deployment `cattle`; `corral up` under load rolls the servers
-    out node by node through the load balancer."""
+def under_load(config: Path, https_port: int, steady_s: float, what: str,
+               *command: str) -> UnderLoad:
+    """`corral <command>` while a request stream runs through the load balancer (trusting the
+    kubeconfig's CA, with its token); what the stream saw."""
     kubeconfig = yaml.safe_load((config.parent / f"kube_config_{config.name}").read_text())
     ca = base64.b64decode(kubeconfig["clusters"][0]["cluster"]["certificate-authority-data"])
     context = ssl.create_default_context(cadata=ca.decode())
     token = str(kubeconfig["users"][0]["user"]["token"])
-    config.write_text(config.read_text().replace("rancher/rancher:latest",
-                                                 f"rancher/rancher:{tag}"))
     load = Load(FQDN, https_port, context, token)
     load.start()
     try:
-        time.sleep(steady_s)  # a steady stream before the upgrade (a measurement, not a sync)
-        took, _ = corral(config, "up")
+        time.sleep(steady_s)  # a steady stream before the step (a measurement, not a sync)
+        took, _ = corral(config, *command)
     finally:
         stats = load.stop()
     lost = missing_writes(FQDN, https_port, context, token, stats.acked)
-    say(f"rolling upgrade of 3 SSH nodes: {took:.1f} s, "
+    say(f"{what} of 3 SSH nodes: {took:.1f} s, "
         f"{stats.reads_failed + stats.writes_failed} requests failed")
-    return Upgrade(took, stats, len(lost))
+    return UnderLoad(took, stats, len(lost))
+
+
+def rolling_upgrade(config: Path, https_port: int, steady_s: float,
+                    tag: str = "v2.0.8") -> UnderLoad:
+    """A new image tag in the Deployment `cattle`; `corral up` under load rolls the servers
+    out node by node through the load balancer."""
+    config.write_text(config.read_text().replace("rancher/rancher:latest",
+                                                 f"rancher/rancher:{tag}"))
+    return under_load(config, https_port, steady_s, "rolling upgrade", "up")
+
+
+def cert_rotation(config: Path, https_port: int, steady_s: float) -> UnderLoad:
+    """`corral cert rotate` under load: new etcd, server and lb certificates from the same
+    cluster CA, node by node."""
+    return under_load(config, https_port, steady_s, "certificate rotation", "cert", "rotate")
+
+
+def _under_load_rows(what: str, step: UnderLoad) -> list[tuple[str, str]]:
+    stats = step.stats
+    return [
+        (what, f"{step.took_s:.1f} s"),
+        (f"{what.split(',')[0]}: requests failed",
+         f"{stats.reads_failed + stats.writes_failed} of "
+         f"{stats.reads_ok + stats.reads_failed + stats.writes_ok + stats.writes_failed}"),
+        (f"{what.split(',')[0]}: acknowledged writes lost", str(step.lost_writes)),
+    ]
 
 
 def report(bundle_s: float, ups: list[float], installs: list[int], rerun: float,
-           removes: list[float], upgrade: Upgrade | None = None) -> list[str]:
+           removes: list[float], upgrade: UnderLoad | None = None,
+           rotation: UnderLoad | None = None) -> list[str]:
     """The table (pure)."""
     median = statistics.median(ups)
     rows = [
@@ -114,14 +140,9 @@ def report(bundle_s: float, ups: list[float], installs: list[int], rerun: float,
         ("corral remove", f"{statistics.median(removes):.1f} s" if removes else "-"),
     ]
     if upgrade is not None:
-        stats = upgrade.stats
-        rows += [
-            ("rolling upgrade, 3 SSH nodes (new image tag)", f"{upgrade.took_s:.1f} s"),
-            ("rolling upgrade: requests failed",
-             f"{stats.reads_failed + stats.writes_failed} of "
-             f"{stats.reads_ok + stats.reads_failed + stats.writes_ok + stats.writes_failed}"),
-            ("rolling upgrade: acknowledged writes lost", str(upgrade.lost_writes)),
-        ]
+        rows += _under_load_rows("rolling upgrade, 3 SSH nodes (new image tag)", upgrade)
+    if rotation is not None:
+        rows += _under_load_rows("certificate rotation, 3 SSH nodes (cert rotate)", rotation)
     width = max(len(name) for name, _ in rows)
     lines = ["", f"{'measure'.ljust(width)}  value", f"{'-' * width}  -----"]
     lines += [f"{name.ljust(width)}  {value}" for name, value in rows]
@@ -145,7 +166,8 @@ def run_ssh(options: argparse.Namespace) -> list[str]:
         removes: list[float] = []
         with ssh_hosts(directory / "hosts", 3, [key]) as hosts:
             config, https_port = write_cluster(directory, hosts, key)
-            upgrade: Upgrade | None = None
+            upgrade: UnderLoad | None = None
+            rotation: UnderLoad | None = None
             try:
                 for index in range(runs):
                     took, output = corral(config, "up")
@@ -159,13 +181,15 @@ def run_ssh(options: argparse.Namespace) -> list[str]:
                         removes.append(corral(config, "remove", "--force")[0])
                 rerun = corral(config, "up")[0]
                 say(f"re-run: {rerun:.1f} s")
+                steady = 2.0 if options.quick else options.steady
                 if not options.no_upgrade:
-                    steady = 2.0 if options.quick else options.steady
                     upgrade = rolling_upgrade(config, https_port, steady)
+                if not options.no_rotate:
+                    rotation = cert_rotation(config, https_port, steady)
             finally:
                 with contextlib.suppress(BenchError):
                     removes.append(corral(config, "remove", "--force")[0])
                 left = [pid for host in hosts for pid in host.processes()]
                 if left:
                     say(f"{len(left)} process(es) corral remove left are killed with the hosts")
-        return report(bundle_s, ups, installs, rerun, removes, upgrade)
+        return report(bundle_s, ups, installs, rerun, removes, upgrade, rotation)

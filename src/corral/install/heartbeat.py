@@ -101,7 +101,8 @@ class Heartbeat:
             async with asyncio.timeout(WRITE_TIMEOUT_S):
                 await write_node(store, record)
         except Exception as exc:  # any failure: log it once, reconnect next time
-            text = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+            why = str(exc) or "no answer in time"  # a timeout has no message of its own
+            text = f"{type(exc).__name__}: {why}".splitlines()[0][:300]
             if text != self._last_error:
                 self.say(f"heartbeat not written ({text}); retrying")
                 self._last_error = text
