@@ -44,6 +44,7 @@ MODULES: tuple[str, ...] = (
     "corral.proxy.upstream_conn",
     "corral.proxy.http1",
     "corral.proxy.tls_transport",
+    "corral.proxy.tls_listener",
     "corral.proxy.upstream",  # keep-alive pools and balancing: several calls per request
     "corral.proxy.routing",
     "corral.proxy.stats",

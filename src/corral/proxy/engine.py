@@ -21,7 +21,8 @@ from corral.proxy.http2 import Http2Connection
 from corral.proxy.listener import ListenerSpec, router, tls_context
 from corral.proxy.log_writer import ErrorLog, LogWriter
 from corral.proxy.stats import WorkerStats
-from corral.proxy.tls_transport import HandshakeCount, TlsListener
+from corral.proxy.tls_listener import TlsListener
+from corral.proxy.tls_transport import HandshakeCount
 from corral.proxy.upstream import UpstreamPool
 
 if TYPE_CHECKING:

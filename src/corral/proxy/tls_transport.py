@@ -1,5 +1,5 @@
-"""TLS listeners and transports on non-blocking `ssl.SSLSocket`s: OpenSSL reads and writes the
-socket itself.
+"""TLS transports on non-blocking `ssl.SSLSocket`s: OpenSSL reads and writes the socket itself
+(`tls_listener` accepts the connections and starts one per connection).
 
 uvloop's own TLS transport runs OpenSSL on memory BIOs: each read goes socket → a 256 KiB
 buffer of the transport's → the incoming BIO → `SSLObject.read` (called until it raises
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import socket
 import ssl
 from collections import deque
@@ -33,10 +32,7 @@ RECORD_PLAINTEXT_BYTES: Final = 16 * 1024  # the most one TLS record carries
 READS_PER_WAKEUP: Final = 4  # then back to the loop (it calls again while the socket has data)
 CLOSE_TIMEOUT_S: Final = 30.0  # a closing connection whose peer reads nothing is dropped after this
 LINGER_S: Final = 5.0  # after our FIN, what the peer still sends is read and dropped this long
-ACCEPTS_PER_WAKEUP: Final = 64
-ACCEPT_PAUSE_S: Final = 1.0  # after EMFILE/ENFILE: stop accepting this long
 DEFAULT_HIGH_WATER_BYTES: Final = 64 * 1024
-_OUT_OF_FILES: Final = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 ProtocolFactory = Callable[[], asyncio.Protocol]
 _READ_BUFFER: Final = bytearray(READ_SIZE)  # one event loop per process: one read at a time
@@ -51,68 +47,6 @@ class HandshakeCount:
 
     def __init__(self) -> None:
         self.value = 0
-
-
-class TlsListener:
-    """Accepts on a listening socket and starts a `TlsTransport` for each connection."""
-
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        sock: socket.socket,
-        context: ssl.SSLContext,
-        factory: ProtocolFactory,
-        *,
-        handshake_timeout: float,
-        note_error: Callable[[str], None],
-        handshakes: HandshakeCount | None = None,
-    ) -> None:
-        self._loop = loop
-        self._sock = sock
-        self._context = context
-        self._factory = factory
-        self._handshake_timeout = handshake_timeout
-        self._note_error = note_error
-        self.handshakes = handshakes if handshakes is not None else HandshakeCount()
-        self._closed = False
-        sock.setblocking(False)
-        loop.add_reader(sock.fileno(), self._accept)
-
-    def _accept(self) -> None:
-        for _ in range(ACCEPTS_PER_WAKEUP):
-            try:
-                conn, peer = self._sock.accept()
-            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
-                return
-            except OSError as exc:
-                if exc.errno in _OUT_OF_FILES:
-                    self._note_error(f"accept failed ({exc}); not accepting for a second")
-                    self._loop.remove_reader(self._sock.fileno())
-                    self._loop.call_later(ACCEPT_PAUSE_S, self._resume_accepting)
-                return
-            try:
-                conn.setblocking(False)
-                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                tls = self._context.wrap_socket(
-                    conn, server_side=True, do_handshake_on_connect=False
-                )
-            except (OSError, ssl.SSLError):
-                conn.close()
-                continue
-            TlsTransport(self._loop, tls, peer, self._factory, self._handshake_timeout,
-                         self.handshakes)
-
-    def _resume_accepting(self) -> None:
-        if not self._closed:
-            self._loop.add_reader(self._sock.fileno(), self._accept)
-
-    def close(self) -> None:
-        """Stop accepting and close this listening socket (a worker's duplicate)."""
-        if self._closed:
-            return
-        self._closed = True
-        self._loop.remove_reader(self._sock.fileno())
-        self._sock.close()
 
 
 class TlsTransport(asyncio.Transport):
