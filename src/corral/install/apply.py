@@ -264,20 +264,16 @@ class Applier:
     def _adopt(self, name: str) -> None:
         """Let an SSH provider log in to node `name`, gone from the cluster file, with the
         login the state file recorded for it."""
-        known = getattr(self.prep.provider, "nodes", None)
         recorded = self.state.nodes.get(name)
-        if not isinstance(known, dict) or name in known or recorded is None or not recorded.ssh:
+        if recorded is None or not recorded.ssh:
             return
         login = recorded.ssh
-        index = getattr(self.prep.provider, "index", None)
-        if isinstance(index, dict):  # its position, for messages: after the file's nodes
-            index[name] = len(index)
-        known[name] = NodeSpec(
+        self.prep.provider.adopt(NodeSpec(
             name, recorded.address, recorded.internal_address,
             frozenset(r for r in ROLES if r in recorded.roles), user=login.get("user", "root"),
             port=int(login.get("port") or DEFAULT_SSH_PORT),
             ssh_key_path=Path(login["key"]) if login.get("key") else None,
-            ssh_agent_auth=bool(login.get("agent")))
+            ssh_agent_auth=bool(login.get("agent"))))
 
     async def _forget(self, names: list[str]) -> None:
         """Delete the records of the nodes that left (kubectl get nodes stops showing them),

@@ -221,6 +221,11 @@ class Provider(abc.ABC):
         """Put Corral and etcd on every node (nothing to do on this machine)."""
         return None
 
+    def adopt(self, node: NodeSpec) -> None:
+        """Be able to reach `node`, which left the cluster file, as the state file recorded it
+        (to drain and remove it); nothing to do for nodes on this machine."""
+        return None
+
     def read_file(self, paths: NodePaths, path: Path) -> bytes | None:
         """The content of a file of the node (None when it does not exist)."""
         try:

@@ -61,8 +61,7 @@ class SshProvider(Provider):
         self.local = LocalProvider(base_dir)
         self.base_dir = base_dir.resolve()
         self.links = NodeLinks(desired)  # how each node is reached
-        self.nodes = self.links.nodes  # the links' own dicts: `corral up` adds the nodes that
-        self.index = self.links.index  # left the cluster file to both, to log in to them
+        self.nodes = self.links.nodes  # the links' own dict (`adopt` adds to it)
         self.keys = self.links.keys
         self._bundle: Bundle | None = None
         self._offsets: dict[str, float] = {}
@@ -138,6 +137,10 @@ class SshProvider(Provider):
                                                           **args}))
 
     # -- what corral up asks --------------------------------------------------------------
+
+    def adopt(self, node: NodeSpec) -> None:
+        """Log in to `node` (gone from the cluster file) with the login the state file kept."""
+        self.links.adopt(node)
 
     def check_node(self, node: NodeSpec) -> list[str]:
         """Nothing to check without the node: the preflight asks it."""

@@ -47,6 +47,13 @@ class NodeLinks:
         self._locks: dict[str, asyncio.Lock] = {}
         self._bastion: asyncssh.SSHClientConnection | None = None
 
+    def adopt(self, node: NodeSpec) -> None:
+        """Reach also `node`, which is not (or no longer) in the cluster file; its position in
+        messages comes after the file's nodes. A node known already stays as it is."""
+        if node.name not in self.nodes:
+            self.nodes[node.name] = node
+            self.index[node.name] = len(self.index)
+
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = CALL_TIMEOUT_S) -> T:
         """`coro` on the loop (started on first use), within `timeout` seconds; its result."""
         with self._loop_lock:  # callers come from several threads at once
