@@ -46,6 +46,16 @@ def reload_cli(lb: LbProcess) -> subprocess.CompletedProcess[str]:
     )
 
 
+def reload_to_a_new_worker(lb: LbProcess, certs: Certs, previous: psutil.Process) -> None:
+    """`corral lb reload`, then wait until a worker other than `previous` answers."""
+    result = reload_cli(lb)
+    assert result.returncode == 0, result.stderr
+    wait_until(lambda: any(p.pid != previous.pid for p in workers(lb)), timeout=30,
+               what="the new generation's worker")
+    with https_client(certs, lb.port) as client:
+        assert client.get("/echo").status_code == 200
+
+
 class RequestStream(threading.Thread):
     """Sends GET /echo back to back over keep-alive until stopped; counts answers and errors."""
 
@@ -205,12 +215,7 @@ def test_a_connection_in_its_tls_handshake_at_a_reload_is_served(
     tls = certs.client_context().wrap_bio(incoming, outgoing, server_hostname="localhost")
     with socket.create_connection(("127.0.0.1", lb.port), timeout=10) as sock:
         assert not _tls_step(sock, tls, incoming, outgoing)  # ClientHello out, ServerHello in
-        result = reload_cli(lb)
-        assert result.returncode == 0, result.stderr
-        wait_until(lambda: any(p.pid != previous.pid for p in workers(lb)), timeout=30,
-                   what="the new worker")
-        with https_client(certs, lb.port) as client:
-            assert client.get("/echo").status_code == 200
+        reload_to_a_new_worker(lb, certs, previous)
         assert previous.is_running() and previous.status() != psutil.STATUS_ZOMBIE
         while not _tls_step(sock, tls, incoming, outgoing):
             pass
@@ -262,12 +267,7 @@ def test_a_previous_worker_that_outlives_its_drain_limit_is_killed(
     wait_until(lambda: len(workers(lb)) == 1, timeout=30, what="the worker")
     stuck = workers(lb)[0]
     stuck.suspend()
-    result = reload_cli(lb)
-    assert result.returncode == 0, result.stderr
-    wait_until(lambda: any(p.pid != stuck.pid for p in workers(lb)), timeout=30,
-               what="the new generation's worker")
-    with https_client(certs, lb.port) as client:
-        assert client.get("/echo").status_code == 200
+    reload_to_a_new_worker(lb, certs, stuck)
     wait_until(lambda: stuck.pid not in {p.pid for p in workers(lb)}, timeout=30,
                what="the stuck previous worker to be killed")
     assert f"worker process {stuck.pid} (generation 1) still runs 5s past its limit: " \
