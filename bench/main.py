@@ -302,7 +302,7 @@ def _start_targets(
     return targets
 
 
-def _report(figures: list[TargetFigures]) -> list[str]:
+def _report(figures: list[TargetFigures], idle_connections: int) -> list[str]:
     lines = ["", *format_table(figures).splitlines(), ""]
     lines += [f"{f.name:<15} {f.description}; {f.tls}" for f in figures]
     lines += [format_runs(f) for f in figures]
@@ -314,7 +314,7 @@ def _report(figures: list[TargetFigures]) -> list[str]:
         "backend-direct is plain HTTP straight to the backend: the ceiling, not a peer.",
         f"load average at end {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
         "other work on this machine makes the figures noisy.",
-        *peer_lines(corral, [by_name["haproxy"], tuned]),
+        *peer_lines(corral, [by_name["haproxy"], tuned], idle_connections),
         *([compiled_line(corral, by_name[PURE])] if PURE in by_name else []),
         cpu_ratio_line(corral, tuned),
         ratio_line(corral, tuned),
@@ -389,7 +389,8 @@ def run(options: Options) -> list[str]:
             if websockets
             else []
         )
-    report = _report([t.figures for t in targets])  # its last line stays the wrk ratio
+    # its last line stays the wrk ratio
+    report = _report([t.figures for t in targets], options.idle_connections)
     extra = curve_report(curves, options.curve, options.duration)
     extra += h2_report(h2, options.duration) + handshake_report(handshakes, options.duration)
     extra += peer_handshake_report(peer_handshakes, handshakes)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from bench.wrk import WrkResult
 
 RATIO_PREFIX = "ratio corral/nginx-tuned:"
+MIN_IDLE_FOR_MEMORY = 1000  # fewer idle connections: no memory ratio (see _memory_ratio)
 
 
 @dataclass
@@ -112,7 +113,19 @@ def _value(figure: float | None) -> float:
     return math.nan if figure is None else figure
 
 
-def peer_lines(corral: TargetFigures, peers: list[TargetFigures]) -> list[str]:
+def _memory_ratio(corral: TargetFigures, peer: TargetFigures, idle_connections: int) -> str:
+    """corral / peer KiB per idle TLS connection; "n/a" under MIN_IDLE_FOR_MEMORY idle
+    connections: nginx and HAProxy preallocate their connection pools, so a few hundred
+    connections grow them by next to nothing and the ratio would mean nothing."""
+    if idle_connections < MIN_IDLE_FOR_MEMORY:
+        return (f"n/a ({idle_connections} idle connections are too few to see the peers' "
+                f"memory; measure with at least {MIN_IDLE_FOR_MEMORY})")
+    return _ratio(_value(corral.kib_per_connection), _value(peer.kib_per_connection))
+
+
+def peer_lines(
+    corral: TargetFigures, peers: list[TargetFigures], idle_connections: int = MIN_IDLE_FOR_MEMORY
+) -> list[str]:
     """corral against each peer: throughput, CPU per request, p99 latency and memory per idle
     TLS connection, each as corral / peer (CPU: peer / corral, so higher is better)."""
     lines: list[str] = []
@@ -121,8 +134,7 @@ def peer_lines(corral: TargetFigures, peers: list[TargetFigures]) -> list[str]:
             f"corral/{peer.name}: throughput {_ratio(corral.requests_per_s, peer.requests_per_s)}"
             f", cpu-efficiency {_ratio(peer.cpu_us, corral.cpu_us)}"
             f", p99 latency {_ratio(corral.p99_ms, peer.p99_ms)}"
-            f", memory per idle TLS connection "
-            f"{_ratio(_value(corral.kib_per_connection), _value(peer.kib_per_connection))}"
+            f", memory per idle TLS connection {_memory_ratio(corral, peer, idle_connections)}"
         )
     return lines
 

@@ -109,4 +109,8 @@ def test_peer_lines_compare_corral_with_each_peer() -> None:
     )
     no_memory = TargetFigures("haproxy", "", [wrk(1000)], None)
     assert peer_lines(corral, [no_memory])[0].endswith("memory per idle TLS connection nan")
+    pooled = TargetFigures("nginx-tuned", "", [wrk(1000)], 0.0)  # 200 idle: nothing grew
+    assert peer_lines(corral, [pooled], idle_connections=200)[0].endswith(
+        "memory per idle TLS connection n/a (200 idle connections are too few to see the "
+        "peers' memory; measure with at least 1000)")
     assert math.isnan(Curve("x").rate(10))
