@@ -100,6 +100,7 @@ class SshHost:
     authorized: Sequence[Path]  # key pairs whose public keys may log in (as root)
     path_prefix: Path | None = None  # a directory put in front of the host's PATH
     sizes: dict[str, str] = field(default_factory=dict)  # mount → tmpfs size (e.g. 50m)
+    read_only: frozenset[str] = frozenset()  # mounts made read-only (not even root writes)
     log_level: str = "VERBOSE"
     port: int = field(default_factory=free_port)
     process: ManagedProcess | None = None
@@ -141,7 +142,8 @@ class SshHost:
         self._write_config()
         mounts = " && ".join(
             f"mkdir -p {m} && mount -t tmpfs -o mode=0755"
-            f"{',size=' + self.sizes[m] if m in self.sizes else ''} corral-test {m}"
+            f"{',size=' + self.sizes[m] if m in self.sizes else ''}"
+            f"{',ro' if m in self.read_only else ''} corral-test {m}"
             for m in MOUNTS)
         script = f"{mounts} && mkdir -p /run/sshd && exec {SSHD} -D -e -f {self.config}"
         self.process = ManagedProcess(

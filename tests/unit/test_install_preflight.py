@@ -95,6 +95,16 @@ def test_unwritable_install_paths_name_the_user_and_the_fix() -> None:
     assert "sudo install -d -o ubuntu /opt/corral /etc/corral" in problem.fix
 
 
+def test_a_read_only_install_path_names_the_mount_not_the_login() -> None:
+    """root may not write a read-only filesystem: the fix is the mount."""
+    paths = facts()["paths"] | {"/etc/corral": {"ok": False, "at": "/etc/corral",
+                                                "exists": True, "read_only": True}}
+    [problem] = fact_problems(NODE, facts(paths=paths), "3.11", "")
+    assert problem.message == "/etc/corral is on a read-only filesystem"
+    assert problem.fix == ("mount it read-write (mount -o remount,rw /etc/corral), or give "
+                           "/etc/corral a writable filesystem of its own")
+
+
 def test_a_systemd_node_needs_root_to_manage_units() -> None:
     """systemd runs the node and the user is not root: Corral cannot install its unit."""
     [problem] = fact_problems(NODE, facts(systemd=True, uid=1000, user="ubuntu"), "3.11", "")

@@ -53,10 +53,11 @@ def _nearest(path: str) -> str:
 
 
 def _writable(path: str) -> Result:
-    """Can this user write `path` (or create it in its nearest existing ancestor)."""
+    """Can this user write `path` (or create it in its nearest existing ancestor); whether
+    its filesystem is mounted read-only (then not even root may)."""
     at = _nearest(path)
     return {"ok": os.path.isdir(at) and os.access(at, os.W_OK | os.X_OK), "at": at,
-            "exists": at == path}
+            "exists": at == path, "read_only": bool(os.statvfs(at).f_flag & os.ST_RDONLY)}
 
 
 def _free_mb(path: str) -> int:

@@ -87,6 +87,12 @@ def _rights(node: NodeSpec, facts: Mapping[str, Any]) -> list[NodeProblem]:
     for path, state in dict(facts.get("paths") or {}).items():
         if not state.get("ok"):
             where = path if state.get("exists") else f"{path} (in {state.get('at')})"
+            if state.get("read_only"):
+                problems.append(NodeProblem(
+                    node.name, f"{where} is on a read-only filesystem",
+                    f"mount it read-write (mount -o remount,rw {state.get('at')}), or give "
+                    f"{path} a writable filesystem of its own"))
+                continue
             problems.append(NodeProblem(
                 node.name, f"user {user} may not write {where}",
                 "log in as root (`user: root`), or create the directories for that user "

@@ -42,6 +42,7 @@ class Hosts:
     good: list[SshHost]
     old_python: SshHost
     small_disk: SshHost
+    read_only: SshHost
     key: Path
     other_key: Path
     bundle_env: dict[str, str]
@@ -50,7 +51,8 @@ class Hosts:
 @pytest.fixture(scope="module")
 def hosts(tmp_path_factory: pytest.TempPathFactory, bundle_env: dict[str, str],
           user_key: Path) -> Iterator[Hosts]:
-    """Three good hosts, one whose python3 is too old, one with a small /opt/corral."""
+    """Three good hosts, one whose python3 is too old, one with a small /opt/corral, one
+    whose /etc/corral is mounted read-only."""
     directory = tmp_path_factory.mktemp("preflight")
     other = make_key(directory / "id_other")
     fake_bin = directory / "old-python-bin"
@@ -58,16 +60,20 @@ def hosts(tmp_path_factory: pytest.TempPathFactory, bundle_env: dict[str, str],
     (fake_bin / "python3").write_text(OLD_PYTHON)
     (fake_bin / "python3").chmod(0o755)
     with ssh_hosts(directory / "good", 3, [user_key]) as good:
-        old, small = (SshHost(directory / name, address, [user_key], **options)  # type: ignore[arg-type]
-                      for name, address, options in zip(
-                          ("old", "small"), address_block(2),
-                          ({"path_prefix": fake_bin}, {"sizes": {"/opt/corral": "64m"}}),
-                          strict=True))
+        old, small, read_only = (
+            SshHost(directory / name, address, [user_key], **options)  # type: ignore[arg-type]
+            for name, address, options in zip(
+                ("old", "small", "read-only"), address_block(3),
+                ({"path_prefix": fake_bin}, {"sizes": {"/opt/corral": "64m"}},
+                 {"read_only": frozenset({"/etc/corral"})}),
+                strict=True))
         try:
-            yield Hosts(good, old.start(), small.start(), user_key, other, bundle_env)
+            yield Hosts(good, old.start(), small.start(), read_only.start(), user_key, other,
+                        bundle_env)
         finally:
             old.stop()
             small.stop()
+            read_only.stop()
 
 
 def run_up(tmp: Path, hosts: Hosts, third: SshHost | tuple[str, int], *, third_extra: str = "",
@@ -206,6 +212,19 @@ def test_a_disk_too_small_for_a_release_is_named_with_the_space(
     done = run_up(tmp_path, hosts, hosts.small_disk)
     fatal = assert_stopped_before_any_change(done, tmp_path, [*hosts.good[:2], hosts.small_disk])
     assert "[preflight] node [node-3]: /opt/corral has 64 MB free; Corral needs 400 MB" in fatal
+
+
+def test_a_read_only_install_path_is_named_with_the_remount_as_the_fix(
+    hosts: Hosts, tmp_path: Path
+) -> None:
+    """node-3's /etc/corral is mounted read-only: even root may not write it, so the fix is
+    the mount, not the login."""
+    done = run_up(tmp_path, hosts, hosts.read_only)
+    fatal = assert_stopped_before_any_change(done, tmp_path, [*hosts.good[:2], hosts.read_only])
+    assert "[preflight] node [node-3]: /etc/corral is on a read-only filesystem" in fatal
+    assert "fix: mount it read-write (mount -o remount,rw /etc/corral), or give /etc/corral " \
+           "a writable filesystem of its own" in fatal
+    assert "log in as root" not in fatal
 
 
 def test_every_failing_node_is_reported_in_the_same_run(hosts: Hosts, tmp_path: Path) -> None:
