@@ -12,6 +12,7 @@ second account): unit tests cover both verdicts.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -33,6 +34,11 @@ from tests.support.ssh_hosts import (
 )
 
 OLD_PYTHON = "#!/bin/sh\necho 3.9.2\n"
+CLOCK_AHEAD_S = 30
+# python3 whose clock runs CLOCK_AHEAD_S ahead (the host's clock itself cannot be set from a
+# mount namespace): every python3 the node runs, the preflight's clock reading included
+AHEAD_SITECUSTOMIZE = (f"import time\n_real = time.time\n"
+                       f"time.time = lambda: _real() + {CLOCK_AHEAD_S}\n")
 
 
 @dataclass
@@ -43,6 +49,7 @@ class Hosts:
     old_python: SshHost
     small_disk: SshHost
     read_only: SshHost
+    clock_ahead: SshHost
     key: Path
     other_key: Path
     bundle_env: dict[str, str]
@@ -52,28 +59,35 @@ class Hosts:
 def hosts(tmp_path_factory: pytest.TempPathFactory, bundle_env: dict[str, str],
           user_key: Path) -> Iterator[Hosts]:
     """Three good hosts, one whose python3 is too old, one with a small /opt/corral, one
-    whose /etc/corral is mounted read-only."""
+    whose /etc/corral is mounted read-only, one whose clock is ahead."""
     directory = tmp_path_factory.mktemp("preflight")
     other = make_key(directory / "id_other")
     fake_bin = directory / "old-python-bin"
     fake_bin.mkdir()
     (fake_bin / "python3").write_text(OLD_PYTHON)
     (fake_bin / "python3").chmod(0o755)
+    ahead_site = directory / "clock-ahead-site"
+    ahead_site.mkdir()
+    (ahead_site / "sitecustomize.py").write_text(AHEAD_SITECUSTOMIZE)
+    ahead_bin = directory / "clock-ahead-bin"
+    ahead_bin.mkdir()
+    (ahead_bin / "python3").write_text(
+        f"#!/bin/sh\nPYTHONPATH={ahead_site} exec /usr/bin/python3 \"$@\"\n")
+    (ahead_bin / "python3").chmod(0o755)
     with ssh_hosts(directory / "good", 3, [user_key]) as good:
-        old, small, read_only = (
+        old, small, read_only, ahead = (
             SshHost(directory / name, address, [user_key], **options)  # type: ignore[arg-type]
             for name, address, options in zip(
-                ("old", "small", "read-only"), address_block(3),
+                ("old", "small", "read-only", "clock-ahead"), address_block(4),
                 ({"path_prefix": fake_bin}, {"sizes": {"/opt/corral": "64m"}},
-                 {"read_only": frozenset({"/etc/corral"})}),
+                 {"read_only": frozenset({"/etc/corral"})}, {"path_prefix": ahead_bin}),
                 strict=True))
         try:
-            yield Hosts(good, old.start(), small.start(), read_only.start(), user_key, other,
-                        bundle_env)
+            yield Hosts(good, old.start(), small.start(), read_only.start(), ahead.start(),
+                        user_key, other, bundle_env)
         finally:
-            old.stop()
-            small.stop()
-            read_only.stop()
+            for host in (old, small, read_only, ahead):
+                host.stop()
 
 
 def run_up(tmp: Path, hosts: Hosts, third: SshHost | tuple[str, int], *, third_extra: str = "",
@@ -225,6 +239,21 @@ def test_a_read_only_install_path_is_named_with_the_remount_as_the_fix(
     assert "fix: mount it read-write (mount -o remount,rw /etc/corral), or give /etc/corral " \
            "a writable filesystem of its own" in fatal
     assert "log in as root" not in fatal
+
+
+def test_a_node_whose_clock_is_ahead_is_named_with_time_synchronisation_as_the_fix(
+    hosts: Hosts, tmp_path: Path
+) -> None:
+    """node-3's clock (its python3's) is 30 s ahead of node-1's and node-2's."""
+    done = run_up(tmp_path, hosts, hosts.clock_ahead)
+    fatal = assert_stopped_before_any_change(done, tmp_path,
+                                             [*hosts.good[:2], hosts.clock_ahead])
+    found = re.search(r"\[preflight\] node \[node-3\]: its clock is (\d+\.\d)s ahead of the "
+                      r"other nodes'", fatal)
+    assert found, fatal
+    assert abs(float(found.group(1)) - CLOCK_AHEAD_S) < 2
+    assert "synchronise the clocks of every node" in fatal
+    assert "node [node-1]:" not in fatal and "node [node-2]:" not in fatal
 
 
 def test_every_failing_node_is_reported_in_the_same_run(hosts: Hosts, tmp_path: Path) -> None:
