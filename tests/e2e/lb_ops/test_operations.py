@@ -46,6 +46,21 @@ def reload_cli(lb: LbProcess) -> subprocess.CompletedProcess[str]:
     )
 
 
+def stop_the_only_worker(lb: LbProcess, certs: Certs) -> psutil.Process:
+    """SIGSTOP the lb's one worker once it has served a request, and return it. Served first:
+    a worker stopped before it installed its signal handlers would be killed, not left
+    hanging, by the master's SIGTERM or SIGQUIT (their default action is fatal, and the
+    kernel ends a stopped process on a fatal signal)."""
+    wait_until(lambda: len(workers(lb)) == 1, timeout=30, what="the worker")
+    with https_client(certs, lb.port) as client:
+        assert client.get("/echo").status_code == 200
+    (worker,) = workers(lb)
+    worker.suspend()
+    wait_until(lambda: worker.status() == psutil.STATUS_STOPPED, timeout=10,
+               what="the worker to be stopped")
+    return worker
+
+
 def reload_to_a_new_worker(lb: LbProcess, certs: Certs, previous: psutil.Process) -> None:
     """`corral lb reload`, then wait until a worker other than `previous` answers."""
     result = reload_cli(lb)
@@ -264,9 +279,7 @@ def test_a_previous_worker_that_outlives_its_drain_limit_is_killed(
     new generation serves meanwhile."""
     lb = start_lb(lb_config(certs, backends(1), drain_timeout="1s",
                             pid_file=str(tmp_path / "lb.pid")))
-    wait_until(lambda: len(workers(lb)) == 1, timeout=30, what="the worker")
-    stuck = workers(lb)[0]
-    stuck.suspend()
+    stuck = stop_the_only_worker(lb, certs)
     reload_to_a_new_worker(lb, certs, stuck)
     wait_until(lambda: stuck.pid not in {p.pid for p in workers(lb)}, timeout=30,
                what="the stuck previous worker to be killed")
@@ -281,9 +294,7 @@ def test_a_stop_ends_even_with_a_worker_that_cannot_finish(
     """SIGTERM with a worker stopped (SIGSTOP): the master kills it `shutdown_timeout` plus
     the grace later and exits, instead of waiting for it for good."""
     lb = start_lb(lb_config(certs, backends(1), shutdown_timeout="1s"))
-    wait_until(lambda: len(workers(lb)) == 1, timeout=30, what="the worker")
-    stuck = workers(lb)[0]
-    stuck.suspend()
+    stuck = stop_the_only_worker(lb, certs)
     lb.process.signal(signal.SIGTERM)
     assert lb.process.proc.wait(timeout=30) == 0
     assert f"worker process {stuck.pid} (generation 1) still runs 5s past its limit" \
