@@ -310,11 +310,12 @@ def test_killed_worker_is_replaced(
     victim = workers(lb)[0]
     victim.kill()
     wait_until(
-        lambda: len(workers(lb)) == 2 and victim.pid not in {p.pid for p in workers(lb)},
+        lambda: len(workers(lb)) == 2 and victim.pid not in {p.pid for p in workers(lb)}
+        and f"worker process {victim.pid} exited (killed by signal 9); starting a new one"
+        in lb.output(),
         timeout=30,
-        what="a replacement worker",
+        what="a replacement worker, and the master saying so",
     )
-    assert "starting a new one" in lb.output()
     with https_client(certs, lb.port) as client:
         assert all(client.get("/echo").status_code == 200 for _ in range(10))
 
