@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection
@@ -113,6 +114,15 @@ def test_shell_resize_changes_the_terminal_size(shared_corral_server: CorralServ
         assert "24 80" in shell.run("stty size", "SIZE")
 
 
+SLEEP_MARK = "3599.5"  # a sleep no other test runs: found by its command line
+
+
+def _running(cmdline: list[str]) -> bool:
+    """Whether a process with exactly this command line runs on this machine."""
+    return any(proc.info["cmdline"] == cmdline
+               for proc in psutil.process_iter(["cmdline"]))
+
+
 def test_the_terminal_is_the_shells_controlling_terminal(
     shared_corral_server: CorralServer,
 ) -> None:
@@ -121,8 +131,11 @@ def test_the_terminal_is_the_shells_controlling_terminal(
     with open_shell(shared_corral_server, admin_token(shared_corral_server)) as ws:
         shell = Shell(ws)
         assert "CTTY-OK" in shell.run("echo CTTY-$( : </dev/tty && echo OK)", "TTY")
-        shell.send("sleep 3600; echo after-$((2+3))\n")
-        shell.read_until(r"sleep 3600")
+        shell.send(f"sleep {SLEEP_MARK}; echo after-$((2+3))\n")
+        # the echo of the line comes before bash runs it: a Ctrl-C sent then reaches bash,
+        # which ignores it, and the sleep starts anyway; so wait until the sleep runs
+        wait_until(lambda: _running(["sleep", SLEEP_MARK]), timeout=10,
+                   what="the shell's sleep to run")
         shell.send("\x03")
         assert "after-5" not in shell.run("true", "BACK"), "Ctrl-C did not stop the sleep"
 
