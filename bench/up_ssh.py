@@ -111,14 +111,14 @@ def cert_rotation(config: Path, https_port: int, steady_s: float) -> UnderLoad:
     return under_load(config, https_port, steady_s, "certificate rotation", "cert", "rotate")
 
 
-def _under_load_rows(what: str, step: UnderLoad) -> list[tuple[str, str]]:
+def _under_load_rows(what: str, detail: str, step: UnderLoad) -> list[tuple[str, str]]:
     stats = step.stats
     return [
-        (what, f"{step.took_s:.1f} s"),
-        (f"{what.split(',')[0]}: requests failed",
+        (f"{what}, {detail}", f"{step.took_s:.1f} s"),
+        (f"{what}: requests failed",
          f"{stats.reads_failed + stats.writes_failed} of "
          f"{stats.reads_ok + stats.reads_failed + stats.writes_ok + stats.writes_failed}"),
-        (f"{what.split(',')[0]}: acknowledged writes lost", str(step.lost_writes)),
+        (f"{what}: acknowledged writes lost", str(step.lost_writes)),
     ]
 
 
@@ -140,9 +140,9 @@ def report(bundle_s: float, ups: list[float], installs: list[int], rerun: float,
         ("corral remove", f"{statistics.median(removes):.1f} s" if removes else "-"),
     ]
     if upgrade is not None:
-        rows += _under_load_rows("rolling upgrade, 3 SSH nodes (new image tag)", upgrade)
+        rows += _under_load_rows("rolling upgrade", "3 SSH nodes (new image tag)", upgrade)
     if rotation is not None:
-        rows += _under_load_rows("certificate rotation, 3 SSH nodes (cert rotate)", rotation)
+        rows += _under_load_rows("certificate rotation", "3 SSH nodes (cert rotate)", rotation)
     width = max(len(name) for name, _ in rows)
     lines = ["", f"{'measure'.ljust(width)}  value", f"{'-' * width}  -----"]
     lines += [f"{name.ljust(width)}  {value}" for name, value in rows]
